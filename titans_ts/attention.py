@@ -1,0 +1,101 @@
+"""Short-term memory: causal sliding-window attention with persistent tokens (paper §3.3, §4).
+
+Each query sees the `window` most recent positions (itself included) and the learnable persistent
+tokens, which hold task knowledge independent of the input. Queries are processed in blocks of
+`window`, each against its own `2·window − 1` keys, so compute and memory are O(T·w), never T×T.
+Streaming keeps a KV cache of the last `window − 1` positions. Rotary embeddings give positions.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from titans_ts.state import MemoryState
+
+
+def rotary(x: Tensor, pos: Tensor) -> Tensor:
+    """Rotary position embedding of x (B, H, T, D) at integer positions `pos` (T,)."""
+    half = x.shape[-1] // 2
+    if half == 0:
+        return x
+    freq = 10000.0 ** (-torch.arange(half, device=x.device, dtype=x.dtype) / half)
+    angle = pos.to(x.dtype)[:, None] * freq
+    cos, sin = angle.cos(), angle.sin()
+    a, b, rest = x[..., :half], x[..., half: 2 * half], x[..., 2 * half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos, rest], dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with persistent tokens; `forward` slides a window, `segment` serves MAC."""
+
+    def __init__(self, d_model: int, heads: int, window: int, persistent_tokens: int):
+        super().__init__()
+        self.d_model, self.heads, self.window = d_model, heads, window
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        self.persistent = nn.Parameter(torch.randn(persistent_tokens, d_model) * 0.02)  # P = [p_1 … p_Np] (eq 19)
+
+    def _split(self, t: Tensor) -> Tensor:
+        return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+    def _merge(self, t: Tensor) -> Tensor:
+        return self.out(t.transpose(1, 2).flatten(2))
+
+    def _persistent_kv(self, batch: int) -> tuple[Tensor, Tensor]:
+        _, k, v = self.qkv(self.persistent).chunk(3, dim=-1)
+        return (self._split(t.unsqueeze(0)).expand(batch, -1, -1, -1) for t in (k, v))
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
+        """softmax([q kpᵀ ‖ q kᵀ masked]) [vp ‖ v]; q (..., n, D), k (..., m, D), allowed broadcasts to (..., n, m)."""
+        scale = 1 / math.sqrt(q.shape[-1])
+        s = (q @ k.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
+        sp = q @ kp.transpose(-1, -2) * scale
+        p = torch.softmax(torch.cat([sp, s], dim=-1), dim=-1)
+        return p[..., : kp.shape[-2]] @ vp + p[..., kp.shape[-2]:] @ v
+
+    def forward(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
+        """Sliding-window attention over x (B, T, d) continuing the stream in `state`."""
+        B, n, _ = x.shape
+        w, P = self.window, self.window - 1
+        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        D = q.shape[-1]
+        if state is None:
+            ck = x.new_zeros(B, self.heads, 0, D)
+            state = MemoryState(k=ck, v=ck, pos=torch.zeros((), dtype=torch.long, device=x.device))
+        start = int(state["pos"])
+        pos = torch.arange(start, start + n, device=x.device)
+        q, k = rotary(q, pos), rotary(k, pos)
+        keys, vals = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
+        cached = state["k"].shape[2]
+        nb = -(-n // w)  # query blocks of `w`
+        pad_left, pad_right = P - cached, nb * w - n
+        valid = F.pad(torch.ones(cached + n, dtype=torch.bool, device=x.device), (pad_left, pad_right))
+        kpad, vpad = (F.pad(t, (0, 0, pad_left, pad_right)) for t in (keys, vals))
+        # block b holds queries [b·w, (b+1)·w) and keys [b·w − P, (b+1)·w), i.e. w + P of them
+        kwin, vwin = (t.unfold(2, w + P, w).transpose(-1, -2) for t in (kpad, vpad))  # (B, H, nb, w+P, D)
+        vwin_mask = valid.unfold(0, w + P, w)[:, None, :]  # (nb, 1, w+P)
+        j = torch.arange(w, device=x.device)[:, None]
+        m = torch.arange(w + P, device=x.device)[None, :]
+        band = (m >= j) & (m <= j + P)  # key m is one of the w most recent for query j
+        qb = F.pad(q, (0, 0, 0, pad_right)).unflatten(2, (nb, w))
+        kp, vp = (t.unsqueeze(2) for t in self._persistent_kv(B))
+        o = self._attend(qb, kwin, vwin, band & vwin_mask, kp, vp).flatten(2, 3)[:, :, :n]
+        keep = min(P, cached + n)
+        new = MemoryState(k=keys[:, :, keys.shape[2] - keep:], v=vals[:, :, vals.shape[2] - keep:],
+                          pos=state["pos"] + n)
+        return self._merge(o), new
+
+    def segment(self, x: Tensor, h: Tensor) -> Tensor:
+        """MAC attention over [persistent ‖ h ‖ x] for one segment (eq 22): token i sees h_j and x_j for j ≤ i."""
+        B, n, _ = x.shape
+        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        _, kh, vh = (self._split(t) for t in self.qkv(h).chunk(3, dim=-1))
+        pos = torch.arange(n, device=x.device)
+        q, k, kh = rotary(q, pos), rotary(k, pos), rotary(kh, pos)
+        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        kp, vp = self._persistent_kv(B)
+        o = self._attend(q, torch.cat([kh, k], dim=2), torch.cat([vh, v], dim=2), causal.repeat(1, 2), kp, vp)
+        return self._merge(o)

@@ -1,0 +1,37 @@
+"""`TitansEncoder`: a stack of Titans blocks over a (batch, time, d_model) stream, with streaming state."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from titans_ts.blocks import BLOCKS, part
+from titans_ts.config import TitansConfig
+from titans_ts.state import MemoryState
+
+
+class TitansEncoder(nn.Module):
+    """`enc(x, state=None, memorize=True) -> (y, state)`: y has x's shape, state continues the stream.
+
+    Calling with the returned state on the next piece of the sequence gives the same outputs as one call
+    on the whole sequence. `memorize=False` reads the memory without writing to it.
+    """
+
+    def __init__(self, config: TitansConfig):
+        super().__init__()
+        if not isinstance(config, TitansConfig):
+            raise TypeError(f"TitansEncoder expects a TitansConfig, got {type(config).__name__}")
+        self.config = config
+        self.layers = nn.ModuleList(BLOCKS[config.variant](config) for _ in range(config.n_layers))
+        self.norm = nn.RMSNorm(config.d_model)
+
+    def forward(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point torch.Tensor, got {type(x).__name__}"
+                            + (f" of {x.dtype}" if isinstance(x, Tensor) else ""))
+        if x.dim() != 3 or x.shape[-1] != self.config.d_model or x.shape[1] == 0:
+            raise ValueError(f"x must have shape (batch, time >= 1, {self.config.d_model}), got {tuple(x.shape)}")
+        if state is not None and state.batch_size != x.shape[0]:
+            raise ValueError(f"state holds batch size {state.batch_size} but x has {x.shape[0]}")
+        states = {}
+        for i, layer in enumerate(self.layers):
+            x, states[f"layers.{i}"] = layer(x, part(state, f"layers.{i}"), memorize)
+        return self.norm(x), MemoryState.join(**states)

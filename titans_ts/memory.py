@@ -1,0 +1,138 @@
+"""`NeuralMemory`: the long-term memory of Titans (paper §3), an MLP whose weights learn at test time.
+
+Every token is projected to a key, value and query, `k, v, q = SiLU(DWConv(x W))` with q, k
+ℓ2-normalised (§3.1); the memory is pulled towards `M(k_t) = v_t` by gradient descent with momentum
+(surprise, eq 13) and forgetting (eq 14), with per-token gates θ_t, η_t, α_t. Reading is a forward
+pass without update, `y_t = M*(q_t)` (eq 15). The update math lives in `titans_ts.kernels`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from titans_ts.config import check_positive_int
+from titans_ts.kernels import BACKENDS, memory_update, mlp_forward
+from titans_ts.state import MemoryState
+
+
+class NeuralMemory(nn.Module):
+    """One neural-memory layer: `(x, state=None, memorize=True) -> (y, state)`, x of shape (B, T, d_model).
+
+    Each of `heads` heads owns an MLP memory of depth `memory_depth` on d_model / heads features
+    (hidden width `expansion` times that). Tokens are memorised in chunks of `chunk_size`; a partial
+    chunk waits in the state until it fills, so a stream fed in any pieces equals one whole call.
+    """
+
+    def __init__(self, d_model: int, heads: int = 1, memory_depth: int = 2, expansion: int = 4,
+                 chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 0.1, backend: str = "auto"):
+        super().__init__()
+        for name, value in (("d_model", d_model), ("heads", heads), ("memory_depth", memory_depth),
+                            ("expansion", expansion), ("chunk_size", chunk_size), ("conv_kernel", conv_kernel)):
+            check_positive_int(f"NeuralMemory.{name}", value)
+        if d_model % heads:
+            raise ValueError(f"NeuralMemory.d_model ({d_model}) must be divisible by heads ({heads})")
+        if not 0 < max_lr <= 1:
+            raise ValueError(f"NeuralMemory.max_lr must be in (0, 1], got {max_lr!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"NeuralMemory.backend must be one of {BACKENDS}, got {backend!r}")
+        self.d_model, self.heads, self.chunk_size = d_model, heads, chunk_size
+        self.max_lr, self.backend = max_lr, backend
+        dh = d_model // heads
+        self.to_qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.conv = nn.Conv1d(3 * d_model, 3 * d_model, conv_kernel, groups=3 * d_model)  # depthwise, causal
+        self.to_gates = nn.Linear(d_model, 3 * heads)  # θ_t, η_t, α_t per head (eqs 10, 13, 14)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        dims = [dh] + [dh * expansion] * (memory_depth - 1) + [dh]
+        # M_0: the memory's initial weights, learnt by the outer loop like any parameter
+        self.initial = nn.ParameterList(
+            nn.Parameter(torch.randn(heads, a, b) / math.sqrt(a)) for a, b in zip(dims, dims[1:]))
+        with torch.no_grad():
+            self.to_gates.bias.copy_(torch.tensor([0.0, 1.0, -5.0]).repeat_interleave(heads))
+
+    # -- state --------------------------------------------------------------------------------------
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> MemoryState:
+        """Fresh memory: weights M_0, zero momentum, zero conv history, an empty chunk buffer."""
+        p = self.initial[0]
+        device, dtype = device or p.device, dtype or p.dtype
+        dh, H = self.d_model // self.heads, self.heads
+        st = MemoryState()
+        for i, w in enumerate(self.initial):
+            st[f"w.{i}"] = w.to(device, dtype).unsqueeze(0).expand(batch_size, *w.shape)
+            st[f"s.{i}"] = torch.zeros(batch_size, *w.shape, device=device, dtype=dtype)
+        st["conv"] = torch.zeros(batch_size, self.conv.kernel_size[0] - 1, 3 * self.d_model, device=device, dtype=dtype)
+        for name in ("k", "v"):
+            st[f"buf.{name}"] = torch.zeros(batch_size, H, 0, dh, device=device, dtype=dtype)
+        for name in ("theta", "eta", "alpha"):
+            st[f"buf.{name}"] = torch.zeros(batch_size, H, 0, device=device, dtype=dtype)
+        return st
+
+    # -- projections --------------------------------------------------------------------------------
+    def _split(self, t: Tensor) -> Tensor:  # (B, T, d) -> (B, H, T, d/H)
+        return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+    def _project(self, x: Tensor, st: MemoryState) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """k, v, q (B, H, T, dh) through SiLU(DWConv(x W)) with the conv history from `st`; new history."""
+        feats = torch.cat([st["conv"], self.to_qkv(x)], dim=1)
+        mixed = F.silu(self.conv(feats.transpose(1, 2)).transpose(1, 2))
+        q, k, v = (self._split(t) for t in mixed.chunk(3, dim=-1))
+        return F.normalize(k, dim=-1), v, F.normalize(q, dim=-1), feats[:, feats.shape[1] - st["conv"].shape[1]:]
+
+    def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        g = self.to_gates(x).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
+        theta = self.max_lr * torch.sigmoid(g[:, 0])  # learning rate θ_t (eq 13)
+        return theta, torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 2])  # momentum η_t, forgetting α_t
+
+    def _weights(self, st: MemoryState, kind: str) -> tuple[Tensor, ...]:
+        return tuple(st[f"{kind}.{i}"] for i in range(len(self.initial)))
+
+    def _check(self, x: Tensor, state: MemoryState | None) -> MemoryState:
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"NeuralMemory expects x of shape (batch, time, {self.d_model}), got {tuple(x.shape)}")
+        if state is None:
+            return self.initial_state(x.shape[0], x.device, x.dtype)
+        if state.batch_size != x.shape[0]:
+            raise ValueError(f"state holds batch size {state.batch_size} but x has {x.shape[0]}")
+        return state
+
+    # -- forward ------------------------------------------------------------------------------------
+    def forward(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+        """Read the memory for every token and (if `memorize`) write every completed chunk into it."""
+        st = self._check(x, state)
+        k, v, q, conv = self._project(x, st)
+        theta, eta, alpha = self._gates(x)
+        new = MemoryState(st)
+        new["conv"] = conv
+        if not memorize:
+            y = mlp_forward(self._weights(st, "w"), q)
+        else:
+            n_buf = st["buf.k"].shape[2]
+            cat = lambda name, t: torch.cat([st[f"buf.{name}"], t], dim=2)  # noqa: E731
+            k, v, theta, eta, alpha = (cat(n, t) for n, t in
+                                       (("k", k), ("v", v), ("theta", theta), ("eta", eta), ("alpha", alpha)))
+            q = torch.cat([q.new_zeros(*q.shape[:2], n_buf, q.shape[-1]), q], dim=2)  # buffered tokens were read
+            y, w, s = memory_update(q, k, v, theta, eta, alpha, self._weights(st, "w"), self._weights(st, "s"),
+                                    self.chunk_size, backend=self.backend)
+            y = y[:, :, n_buf:]
+            for i in range(len(w)):
+                new[f"w.{i}"], new[f"s.{i}"] = w[i], s[i]
+            keep = k.shape[2] % self.chunk_size  # the partial chunk waits for the next call
+            for name, t in (("k", k), ("v", v), ("theta", theta), ("eta", eta), ("alpha", alpha)):
+                new[f"buf.{name}"] = t[:, :, t.shape[2] - keep:]
+        return self.out(y.transpose(1, 2).flatten(2)), new
+
+    def lookup(self, q: Tensor, state: MemoryState) -> Tensor:
+        """M*(q) for queries already projected, (B, T, d_model), at the state's weights; no update."""
+        qh = F.normalize(self._split(q), dim=-1)
+        return self.out(mlp_forward(self._weights(state, "w"), qh).transpose(1, 2).flatten(2))
+
+    def recall_error(self, x: Tensor, state: MemoryState | None = None) -> Tensor:
+        """ℓ(M; x_t) = ‖M(k_t) − v_t‖² per token and head (B, T, H) at the state's weights (eq 12).
+
+        The memory's momentary surprise: how badly it recalls each association, without learning it.
+        """
+        st = self._check(x, state)
+        k, v, _, _ = self._project(x, st)
+        return (mlp_forward(self._weights(st, "w"), k) - v).pow(2).sum(-1).transpose(1, 2)
