@@ -18,7 +18,7 @@ class TitansConfig:
     chunk_size: tokens per memory update (gradients of a chunk are taken at its starting weights).
     memory_depth / memory_expansion: layers of the memory MLP and its hidden width per head dim.
     persistent_tokens: learnable task tokens every attention query sees (paper §3.3).
-    memory_lr: upper bound of the data-dependent learning rate θ_t.
+    memory_lr: bound on one chunk's step: θ_t ≤ memory_lr (1 − η_t) / chunk_size, which keeps the update stable.
     """
 
     d_model: int = 64
@@ -32,7 +32,7 @@ class TitansConfig:
     persistent_tokens: int = 4
     ff_mult: int = 4
     conv_kernel: int = 4
-    memory_lr: float = 0.1
+    memory_lr: float = 1.0
     dropout: float = 0.0
     backend: str = "auto"
 

@@ -27,7 +27,7 @@ class NeuralMemory(nn.Module):
     """
 
     def __init__(self, d_model: int, heads: int = 1, memory_depth: int = 2, expansion: int = 4,
-                 chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 0.1, backend: str = "auto"):
+                 chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 1.0, backend: str = "auto"):
         super().__init__()
         for name, value in (("d_model", d_model), ("heads", heads), ("memory_depth", memory_depth),
                             ("expansion", expansion), ("chunk_size", chunk_size), ("conv_kernel", conv_kernel)):
@@ -50,7 +50,7 @@ class NeuralMemory(nn.Module):
         self.initial = nn.ParameterList(
             nn.Parameter(torch.randn(heads, a, b) / math.sqrt(a)) for a, b in zip(dims, dims[1:]))
         with torch.no_grad():
-            self.to_gates.bias.copy_(torch.tensor([0.0, 1.0, -5.0]).repeat_interleave(heads))
+            self.to_gates.bias.copy_(torch.tensor([0.0, 1.0, -8.0]).repeat_interleave(heads))
 
     # -- state --------------------------------------------------------------------------------------
     def initial_state(self, batch_size: int, device=None, dtype=None) -> MemoryState:
@@ -82,8 +82,11 @@ class NeuralMemory(nn.Module):
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         g = self.to_gates(x).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
-        theta = self.max_lr * torch.sigmoid(g[:, 0])  # learning rate θ_t (eq 13)
-        return theta, torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 2])  # momentum η_t, forgetting α_t
+        eta, alpha = torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 2])  # momentum η_t, forgetting α_t (eqs 13, 14)
+        # learning rate θ_t (eq 13), scaled so that a chunk moves the memory by at most `max_lr` times its
+        # mean gradient, however large η_t: the update stays stable even when the keys are all alike
+        theta = self.max_lr / self.chunk_size * (1 - eta) * torch.sigmoid(g[:, 0])
+        return theta, eta, alpha
 
     def _weights(self, st: MemoryState, kind: str) -> tuple[Tensor, ...]:
         return tuple(st[f"{kind}.{i}"] for i in range(len(self.initial)))

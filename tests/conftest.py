@@ -1,0 +1,18 @@
+import pytest
+import torch
+
+from titans_ts import TitansConfig, TitansEncoder
+
+
+@pytest.fixture
+def make_encoder():
+    """A small float64 encoder of a variant, seeded."""
+
+    def make(variant: str, **overrides) -> TitansEncoder:
+        torch.manual_seed(0)
+        kw = dict(d_model=16, n_layers=2, heads=2, variant=variant, window=8, chunk_size=4,
+                  memory_depth=2, memory_expansion=2, persistent_tokens=2)
+        kw.update(overrides)
+        return TitansEncoder(TitansConfig(**kw)).double()
+
+    return make

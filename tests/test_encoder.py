@@ -1,0 +1,154 @@
+"""Equalities 3–5 of DESIGN.md for every variant: streaming == one call, causality, state save/load."""
+import random
+
+import pytest
+import torch
+
+from titans_ts import VARIANTS, MemoryState, TitansConfig, TitansEncoder
+
+
+def stream(enc, x, lengths, state=None):
+    ys, start = [], 0
+    for n in lengths:
+        y, state = enc(x[:, start: start + n], state)
+        ys.append(y)
+        start += n
+    return torch.cat(ys, dim=1), state
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_streaming_in_random_pieces_equals_one_call(variant, make_encoder):
+    enc = make_encoder(variant)
+    x = torch.randn(2, 61, 16, dtype=torch.float64)
+    y, state = enc(x)
+    rng = random.Random(variant)
+    for _ in range(3):
+        lengths = [1, 7, 4, 3]  # a single token, a chunk cut in two, a whole chunk (4), ...
+        while sum(lengths) < 61:
+            lengths.append(min(rng.choice([1, 2, 5, 8, 13]), 61 - sum(lengths)))
+        lengths[-1] -= sum(lengths) - 61
+        ys, s2 = stream(enc, x, [n for n in lengths if n > 0])
+        torch.testing.assert_close(ys, y, atol=1e-10, rtol=0)
+        assert set(s2) == set(state)
+        for key in state:
+            torch.testing.assert_close(s2[key], state[key], atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causality(variant, make_encoder):
+    enc = make_encoder(variant)
+    x = torch.randn(1, 40, 16, dtype=torch.float64)
+    y, _ = enc(x)
+    for t in (0, 13, 27, 39):
+        x2 = x.clone()
+        x2[:, t] += torch.randn(16, dtype=torch.float64)
+        y2, _ = enc(x2)
+        assert torch.equal(y2[:, :t], y[:, :t]), f"output before {t} changed"
+        assert not torch.allclose(y2[:, t], y[:, t])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_state_save_load_continues_identically(variant, make_encoder, tmp_path):
+    enc = make_encoder(variant)
+    x = torch.randn(2, 30, 16, dtype=torch.float64)
+    _, state = enc(x[:, :17])
+    state.save(tmp_path / "s.safetensors")
+    loaded = MemoryState.load(tmp_path / "s.safetensors")
+    assert set(loaded) == set(state)
+    for key in state:
+        assert torch.equal(loaded[key], state[key]) and loaded[key].dtype == state[key].dtype
+    y_orig, _ = enc(x[:, 17:], state)
+    y_loaded, _ = enc(x[:, 17:], loaded)
+    assert torch.equal(y_orig, y_loaded)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_reach_every_parameter(variant, make_encoder):
+    enc = make_encoder(variant)
+    y, _ = enc(torch.randn(2, 19, 16, dtype=torch.float64))
+    y.pow(2).mean().backward()
+    missing = [n for n, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_long_input_stays_finite(variant):
+    torch.manual_seed(0)
+    enc = TitansEncoder(TitansConfig(d_model=8, n_layers=1, heads=1, variant=variant, window=64,
+                                     chunk_size=64, memory_depth=1, persistent_tokens=1))
+    with torch.no_grad():
+        y, state = enc(torch.randn(1, 100_000, 8))
+    assert y.shape == (1, 100_000, 8)
+    assert torch.isfinite(y).all() and all(torch.isfinite(t).all() for t in state.values())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_learns_a_toy_sequence_task(variant):
+    """Predict x_{t-3}: needs memory of the recent past. Loss must fall at least 5-fold."""
+    torch.manual_seed(0)
+    enc = TitansEncoder(TitansConfig(d_model=16, n_layers=1, heads=2, variant=variant, window=8, chunk_size=4))
+    head = torch.nn.Linear(16, 4)
+    inp = torch.nn.Linear(4, 16)
+    params = [*enc.parameters(), *head.parameters(), *inp.parameters()]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    x = torch.randn(16, 32, 4)
+
+    def loss_fn():
+        y, _ = enc(inp(x))
+        return (head(y)[:, 3:] - x[:, :-3]).pow(2).mean()
+
+    first = loss_fn().item()
+    for _ in range(150):
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+    assert loss_fn().item() < first / 5
+
+
+def test_memorize_false_leaves_memory_untouched(make_encoder):
+    enc = make_encoder("mal")
+    x = torch.randn(1, 20, 16, dtype=torch.float64)
+    _, s0 = enc(x[:, :9])
+    _, s1 = enc(x[:, 9:], s0, memorize=False)
+    for key in s0:
+        if ".memory.w." in key or ".memory.s." in key or ".memory.buf." in key:
+            assert torch.equal(s0[key], s1[key])
+    assert not torch.equal(s0["layers.0.attn.pos"], s1["layers.0.attn.pos"])
+
+
+def test_bad_inputs(make_encoder):
+    enc = make_encoder("mag")
+    with pytest.raises(ValueError, match=r"shape \(batch, time >= 1, 16\)"):
+        enc(torch.randn(2, 5, 15, dtype=torch.float64))
+    with pytest.raises(ValueError, match="time >= 1"):
+        enc(torch.randn(2, 0, 16, dtype=torch.float64))
+    with pytest.raises(TypeError, match="floating-point"):
+        enc(torch.ones(2, 5, 16, dtype=torch.long))
+    _, state = enc(torch.randn(2, 5, 16, dtype=torch.float64))
+    with pytest.raises(ValueError, match="batch size 2"):
+        enc(torch.randn(3, 5, 16, dtype=torch.float64), state)
+    with pytest.raises(TypeError, match="TitansConfig"):
+        TitansEncoder({"d_model": 16})
+
+
+@pytest.mark.parametrize("field,value,pattern", [
+    ("window", 0, "TitansConfig.window"),
+    ("chunk_size", 0, "TitansConfig.chunk_size"),
+    ("variant", "mlp", "TitansConfig.variant"),
+    ("heads", 3, r"TitansConfig.d_model \(64\) must be divisible by heads \(3\)"),
+    ("memory_depth", 0, "TitansConfig.memory_depth"),
+    ("n_layers", 1.5, "TitansConfig.n_layers"),
+    ("persistent_tokens", -1, "TitansConfig.persistent_tokens"),
+    ("memory_lr", 0.0, "TitansConfig.memory_lr"),
+    ("dropout", 1.0, "TitansConfig.dropout"),
+    ("backend", "gpu", "TitansConfig.backend"),
+])
+def test_bad_config_names_the_field(field, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        TitansConfig(**{field: value})
+
+
+def test_mac_segments_must_hold_whole_chunks():
+    with pytest.raises(ValueError, match=r"TitansConfig.window \(10\) must be a multiple of chunk_size \(4\)"):
+        TitansConfig(variant="mac", window=10, chunk_size=4)

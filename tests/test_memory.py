@@ -1,0 +1,96 @@
+"""NeuralMemory on its own: streaming, test-time learning, state handling, validation."""
+import pytest
+import torch
+
+from titans_ts import MemoryState, NeuralMemory
+
+
+def test_streaming_equals_one_call_and_partial_chunk_waits():
+    torch.manual_seed(0)
+    mem = NeuralMemory(16, heads=2, memory_depth=2, expansion=2, chunk_size=4).double()
+    x = torch.randn(2, 23, 16, dtype=torch.float64)
+    y, state = mem(x)
+    assert state["buf.k"].shape[2] == 23 % 4
+    ys, st = [], None
+    for a, b in [(0, 1), (1, 8), (8, 12), (12, 23)]:
+        out, st = mem(x[:, a:b], st)
+        ys.append(out)
+    torch.testing.assert_close(torch.cat(ys, 1), y, atol=1e-12, rtol=0)
+    for key in state:
+        torch.testing.assert_close(st[key], state[key], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_test_time_learning_is_real(depth):
+    """Stream K random associations: recall error falls with updates on, stays put with them off."""
+    torch.manual_seed(depth)
+    mem = NeuralMemory(32, heads=1, memory_depth=depth, expansion=2, chunk_size=8, conv_kernel=1).double()
+    x = torch.randn(1, 64, 32, dtype=torch.float64)  # K = 64 associations k(x_i) -> v(x_i)
+    state = mem.initial_state(1, dtype=torch.float64)
+    with torch.no_grad():
+        before = mem.recall_error(x, state).mean()
+        on, off = state, state
+        for _ in range(20):  # stream the associations repeatedly, as a recurring pattern would
+            _, on = mem(x, on)
+            _, off = mem(x, off, memorize=False)
+        after_on, after_off = mem.recall_error(x, on).mean(), mem.recall_error(x, off).mean()
+    assert after_on < before / 4
+    assert torch.equal(after_off, before)
+
+
+def test_lookup_reads_without_writing():
+    torch.manual_seed(0)
+    mem = NeuralMemory(8, heads=2, chunk_size=2)
+    x = torch.randn(3, 6, 8)
+    _, state = mem(x)
+    snapshot = {k: v.clone() for k, v in state.items()}
+    out = mem.lookup(torch.randn(3, 5, 8), state)
+    assert out.shape == (3, 5, 8)
+    assert all(torch.equal(snapshot[k], state[k]) for k in state)
+
+
+def test_state_detach_to_and_files(tmp_path):
+    torch.manual_seed(0)
+    mem = NeuralMemory(8, heads=2, chunk_size=2)
+    _, state = mem(torch.randn(1, 5, 8))
+    assert any(t.requires_grad for t in state.values())
+    assert not any(t.requires_grad for t in state.detach().values())
+    as64 = state.to(dtype=torch.float64)
+    assert all(t.dtype == torch.float64 for t in as64.values())
+    state.save(tmp_path / "m.safetensors")
+    loaded = MemoryState.load(tmp_path / "m.safetensors")
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_load_refuses_a_pickle_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"w": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a titans_ts MemoryState file"):
+        MemoryState.load(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    (dict(d_model=10, heads=3), r"d_model \(10\) must be divisible by heads \(3\)"),
+    (dict(d_model=8, chunk_size=0), "NeuralMemory.chunk_size"),
+    (dict(d_model=8, memory_depth=0), "NeuralMemory.memory_depth"),
+    (dict(d_model=8, max_lr=2.0), "NeuralMemory.max_lr"),
+    (dict(d_model=8, backend="tpu"), "NeuralMemory.backend"),
+])
+def test_bad_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        NeuralMemory(**kwargs)
+
+
+def test_bad_input_shape_and_batch():
+    mem = NeuralMemory(8)
+    with pytest.raises(ValueError, match=r"\(batch, time, 8\)"):
+        mem(torch.randn(2, 8))
+    _, state = mem(torch.randn(2, 3, 8))
+    with pytest.raises(ValueError, match="batch size 2"):
+        mem(torch.randn(1, 3, 8), state)
