@@ -110,16 +110,16 @@ def fit(
     callbacks = [keep, pl.callbacks.EarlyStopping(monitor, patience=patience, mode="min")]
     if progress:
         callbacks.append(pl.callbacks.TQDMProgressBar())
-    trainer = pl.Trainer(
-        max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
-        gradient_clip_val=gradient_clip, deterministic=seed is not None, callbacks=callbacks,
-        enable_progress_bar=progress, enable_checkpointing=False, logger=False, enable_model_summary=False,
-        num_sanity_val_steps=0, **trainer_kwargs,
-    )
     quiet = logging.getLogger("lightning.pytorch")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # no "GPU available: False" banners
     try:
+        trainer = pl.Trainer(
+            max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
+            gradient_clip_val=gradient_clip, deterministic=seed is not None, callbacks=callbacks,
+            enable_progress_bar=progress, enable_checkpointing=False, logger=False, enable_model_summary=False,
+            num_sanity_val_steps=0, **trainer_kwargs,
+        )
         trainer.fit(_Task(model, step, lr, weight_decay), train, val)
     finally:
         quiet.setLevel(level)

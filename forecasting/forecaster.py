@@ -1,0 +1,417 @@
+"""`TitansForecaster`: a scikit-learn style forecaster whose memory keeps learning after `fit`.
+
+`fit` trains the outer weights (through the shared Lightning loop) and then streams the series, so the
+neural memory holds what it has seen. `update` streams new observations: the memory learns from them at
+test time (`memorize=True`) or only reads (`memorize=False`); the outer weights never change there.
+`predict` forecasts the next `horizon` steps from the end of what was streamed.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from torch.utils.data import DataLoader, Dataset
+
+from titans_ts import MemoryState, TitansConfig
+from titans_ts.io import load_bundle, save_bundle
+from titans_ts.training import fit as fit_loop
+
+from .frames import Panel, from_values, step_of, to_panel
+from .model import ForecastNet, pinball
+
+QUANTILES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+_STREAM_PIECE = 2048  # steps per no-grad streaming call: bounds memory on long series
+
+
+class _Segments(Dataset):
+    """Training items: a segment of `length` steps of one series (one channel, or all when mixing), the
+    `lookback − 1` values before it (NaN before the series start) and the next `horizon` values of every step."""
+
+    def __init__(self, series: list[torch.Tensor], lo: list[int], hi: list[int], length: int, lookback: int,
+                 horizon: int, mixing: bool, stride: int):
+        self.series, self.length, self.L, self.H, self.mixing = series, length, lookback, horizon, mixing
+        self.items = []
+        for i, (s, a, b) in enumerate(zip(series, lo, hi)):
+            last = b - horizon - 1  # last step whose whole future lies before b
+            starts = list(range(a, max(a, last - length + 2), stride)) or [a]
+            if last - length + 1 > a and starts[-1] != last - length + 1:
+                starts.append(last - length + 1)  # cover the end
+            for start in starts:
+                for c in ([None] if mixing else range(s.shape[1])):
+                    self.items.append((i, start, c, last))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int):
+        i, start, c, last = self.items[idx]
+        s = self.series[i] if c is None else self.series[i][:, c: c + 1]
+        end = min(start + self.length, last + 1)
+        x = s[start:end]
+        ctx = torch.full((self.L - 1, s.shape[1]), float("nan"), dtype=s.dtype)
+        before = s[max(0, start - self.L + 1): start]
+        ctx[self.L - 1 - len(before):] = before
+        target = s[start + 1: end + self.H].unfold(0, self.H, 1)  # (T, n, H)
+        pad = self.length - len(x)
+        mask = torch.cat([torch.ones(len(x)), torch.zeros(pad)])
+        if pad:
+            x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
+            target = torch.cat([target, target.new_zeros(pad, *target.shape[1:])])
+        return x, ctx, target, mask
+
+
+def _loss(net: ForecastNet, batch) -> torch.Tensor:
+    x, ctx, target, mask = batch
+    point, quant, _ = net(x, ctx)
+    w = mask[:, :, None, None]
+    mse = ((point - target).pow(2) * w).sum() / (w.sum() * point.shape[2] * point.shape[3])
+    e = (target[..., None] - quant) * w[..., None]
+    q = net.quantiles
+    pin = torch.maximum(q * e, (q - 1) * e).sum() / (w.sum() * point.shape[2] * point.shape[3] * q.numel())
+    return mse + pin
+
+
+class TitansForecaster(BaseEstimator):
+    """Forecast `horizon` steps from a Titans encoder that memorises the stream at test time.
+
+    Parameters follow `titans_ts.TitansConfig` for the encoder (`variant`, `d_model`, `n_layers`, `heads`,
+    `window`, `chunk_size`, `memory_depth`), plus: `lookback` (values the attention window and the linear
+    branch see), `patch` (values per token), `channel_mixing` (one token for all channels instead of one
+    stream per channel), training (`max_epochs`, `batch_size`, `lr`, `patience`, `val_fraction`,
+    `segment_length`), input layout (`time_col`, `id_col` for long panels) and `random_state`.
+    """
+
+    def __init__(self, horizon: int = 24, lookback: int = 96, variant: str = "mal", *, d_model: int = 32,
+                 n_layers: int = 2, heads: int = 4, window: int | None = None, chunk_size: int = 16,
+                 memory_depth: int = 2, patch: int = 16, channel_mixing: bool = False, max_epochs: int = 10,
+                 batch_size: int = 64, lr: float = 1e-3, patience: int = 3, val_fraction: float = 0.2,
+                 segment_length: int | None = None, time_col: str | None = None, id_col: str | None = None,
+                 random_state: int | None = None, progress: bool = False):
+        self.horizon, self.lookback, self.variant = horizon, lookback, variant
+        self.d_model, self.n_layers, self.heads, self.window = d_model, n_layers, heads, window
+        self.chunk_size, self.memory_depth, self.patch, self.channel_mixing = chunk_size, memory_depth, patch, channel_mixing
+        self.max_epochs, self.batch_size, self.lr, self.patience = max_epochs, batch_size, lr, patience
+        self.val_fraction, self.segment_length = val_fraction, segment_length
+        self.time_col, self.id_col, self.random_state, self.progress = time_col, id_col, random_state, progress
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def _config(self) -> TitansConfig:
+        return TitansConfig(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
+                            window=self.window or self.lookback, chunk_size=self.chunk_size,
+                            memory_depth=self.memory_depth)
+
+    def _validate_params(self) -> TitansConfig:
+        for name in ("horizon", "lookback", "patch", "max_epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TitansForecaster.{name} must be an integer >= 1, got {value!r}")
+        if self.patch > self.lookback:
+            raise ValueError(f"TitansForecaster.patch ({self.patch}) must not exceed lookback ({self.lookback})")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"TitansForecaster.val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        return self._config()
+
+    def _net(self, n_channels: int) -> ForecastNet:
+        return ForecastNet(n_channels if self.channel_mixing else 1, self.horizon, self.lookback, self.patch,
+                           self._config(), QUANTILES)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError("This TitansForecaster is not fitted yet: call fit(y) first")
+
+    # -- fit ----------------------------------------------------------------------------------------
+    def fit(self, y, val=None) -> TitansForecaster:
+        """Train on `y` (see the class docstring for accepted kinds), then stream it into the memory.
+
+        The last `val_fraction` of each series (or `val`, a continuation of `y`) drives early stopping
+        and calibrates the prediction intervals.
+        """
+        self._validate_params()
+        panel = to_panel(y, self.time_col, self.id_col)
+        need = self.lookback + self.horizon + 1
+        for key, v in panel.values.items():
+            if len(v) < need:
+                where = "" if key is None else f" (series {key!r})"
+                raise ValueError(f"y has {len(v)} rows{where}; fit needs at least lookback + horizon + 1 = {need}")
+        if val is None:
+            cut = {k: len(v) - int(len(v) * self.val_fraction) for k, v in panel.values.items()}
+        else:
+            held = to_panel(val, panel.time_col, panel.id_col, what="val")
+            if held.columns != panel.columns or set(held.values) - set(panel.values):
+                raise ValueError("val must have the columns and series of y")
+            cut = {k: len(v) for k, v in panel.values.items()}
+            for k in held.values:
+                panel.values[k] = np.concatenate([panel.values[k], held.values[k]])
+                if panel.times[k] is not None:
+                    panel.times[k] = np.concatenate([panel.times[k], held.times[k]])
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        allv = np.concatenate(list(panel.values.values()))
+        train_rows = np.concatenate([v[: cut[k]] for k, v in panel.values.items()])
+        mean, std = train_rows.mean(0), train_rows.std(0)
+        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        scaled = [torch.tensor((v - mean) / std, dtype=torch.float32) for v in panel.values.values()]
+        net = self._net(allv.shape[1])
+        length = self.segment_length or 2 * self.lookback
+        stride = max(1, length // 8)
+        train_cut = [c if (len(v) - c) > self.horizon else len(v) for c, v in zip(cut.values(), scaled)]
+        train = _Segments(scaled, [0] * len(scaled), train_cut, length, self.lookback, self.horizon,
+                          self.channel_mixing, stride)
+        has_val = any(len(v) - c > self.horizon for c, v in zip(train_cut, scaled))
+        val_set = None
+        if has_val:
+            val_set = _Segments(scaled, train_cut, [len(v) for v in scaled], length, self.lookback, self.horizon,
+                                self.channel_mixing, length)
+            val_set.items = [it for it in val_set.items if it[1] < it[3] + 1]
+        g = torch.Generator().manual_seed(self.random_state or 0)
+        loader = DataLoader(train, batch_size=self.batch_size, shuffle=True, generator=g)
+        val_loader = DataLoader(val_set, batch_size=self.batch_size) if val_set and len(val_set) else None
+        fit_loop(net, loader, val_loader, step=_loss, max_epochs=self.max_epochs, lr=self.lr,
+                 patience=self.patience, seed=self.random_state, progress=self.progress)
+        self.net_, self.mean_, self.std_ = net, mean, std
+        self.columns_, self.n_features_in_ = panel.columns, len(panel.columns)
+        self.like_ = Panel({}, {}, panel.columns, panel.kind, panel.time_col, panel.id_col, panel.meta)
+        self.offsets_ = self._calibrate(scaled, train_cut) if has_val else np.zeros((len(QUANTILES), self.horizon))
+        self.streams_ = {}
+        for key, v, t in zip(panel.values, scaled, panel.times.values()):
+            self.streams_[key] = self._advance(self._fresh(), v, t, True)
+        return self
+
+    # -- streaming ----------------------------------------------------------------------------------
+    def _fresh(self) -> dict:
+        n = self.n_features_in_
+        return {"mem": None, "context": self.net_.initial_context(1 if self.channel_mixing else n, torch.float32),
+                "point": None, "quant": None, "last_time": None, "step": None, "seen": 0}
+
+    def _layout(self, v: torch.Tensor) -> torch.Tensor:  # (T, C) -> (B, T, n)
+        return v[None] if self.channel_mixing else v.T[:, :, None]
+
+    def _unlayout(self, p: torch.Tensor) -> torch.Tensor:  # (B, T, n, ...) -> (T, C, ...)
+        return p[0] if self.channel_mixing else p[:, :, 0].transpose(0, 1)
+
+    @torch.no_grad()
+    def _run(self, stream: dict, v: torch.Tensor, memorize: bool, keep=None):
+        """Stream scaled values (T, C) on from `stream`; return the new stream and kept forecasts."""
+        self.net_.eval()
+        mem, ctx = stream["mem"], stream["context"]
+        kept_p, kept_q, point = [], [], None
+        for a in range(0, len(v), _STREAM_PIECE):
+            piece = self._layout(v[a: a + _STREAM_PIECE])
+            point, quant, mem = self.net_(piece, ctx, mem, memorize)
+            ctx = torch.cat([ctx, piece], dim=1)[:, -(self.lookback - 1):] if self.lookback > 1 else ctx
+            if keep is not None:
+                rows = [i - a for i in keep if a <= i < a + piece.shape[1]]
+                kept_p.append(self._unlayout(point)[rows])
+                kept_q.append(self._unlayout(quant)[rows])
+        new = dict(stream, mem=mem, context=ctx, point=self._unlayout(point)[-1], quant=self._unlayout(quant)[-1])
+        new["seen"] = stream["seen"] + len(v)
+        if keep is not None:
+            return new, torch.cat(kept_p), torch.cat(kept_q)
+        return new
+
+    def _advance(self, stream: dict, v: torch.Tensor, times, memorize: bool) -> dict:
+        new = self._run(stream, v, memorize)
+        if times is not None:
+            new["step"] = step_of(times) if stream["step"] is None else stream["step"]
+            new["last_time"] = times[-1]
+        return new
+
+    def _calibrate(self, scaled: list[torch.Tensor], cuts: list[int]) -> np.ndarray:
+        """Split-conformal offsets per quantile level and step: δ_q = q-quantile of (y − ŷ_q) on held-out steps."""
+        res = []
+        for v, c in zip(scaled, cuts):
+            keep = list(range(c - 1, len(v) - self.horizon))
+            if not keep:
+                continue
+            _, _, quant = self._run(self._fresh(), v, True, keep)
+            target = v[torch.tensor(keep)[:, None] + torch.arange(1, self.horizon + 1)]  # (K, H, C)
+            res.append((target.transpose(1, 2)[..., None] - quant).permute(3, 2, 0, 1).flatten(2))  # (Q, H, K·C)
+        r = torch.cat(res, dim=-1).double()
+        levels = torch.tensor(QUANTILES, dtype=torch.float64)[:, None, None]
+        n = r.shape[-1]
+        adj = ((levels * (n + 1)).ceil() / n).clamp(0, 1) if n else levels  # finite-sample correction
+        lo = ((levels * (n + 1) - 1).floor() / n).clamp(0, 1)
+        adj = torch.where(levels >= 0.5, adj, lo)
+        return torch.stack([torch.quantile(r[i], adj[i, 0, 0].item(), dim=-1) for i in range(len(QUANTILES))]).numpy()
+
+    # -- the public streaming API ---------------------------------------------------------------------
+    def update(self, y_new, memorize: bool = True) -> TitansForecaster:
+        """Stream new observations that continue the fitted series; the memory learns from them if `memorize`.
+
+        Cost is proportional to the new rows. On any error the forecaster is left exactly as it was.
+        """
+        self._check_fitted()
+        panel = to_panel(y_new, self.like_.time_col, self.like_.id_col, what="y_new")
+        if panel.columns != self.columns_:
+            raise ValueError(f"y_new has columns {panel.columns}, the fitted series has {self.columns_}")
+        if (panel.time_col is None) != (self.like_.time_col is None):
+            raise ValueError("y_new must carry time stamps exactly when the fitted series did")
+        streams = dict(self.streams_)
+        for key, v in panel.values.items():
+            if key not in streams:
+                raise ValueError(f"y_new holds series {key!r}, which fit did not see")
+            stream, t = streams[key], panel.times[key]
+            if t is not None and stream["step"] is not None:
+                expected = stream["last_time"] + stream["step"]
+                if t[0] != expected:
+                    raise ValueError(f"y_new does not continue the fitted series{'' if key is None else f' {key!r}'}: "
+                                     f"expected first time stamp {expected}, got {t[0]}")
+            scaled = torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32)
+            streams[key] = self._advance(stream, scaled, t, memorize)
+        self.streams_ = streams
+        return self
+
+    def _future_times(self, stream: dict) -> np.ndarray | None:
+        if stream["last_time"] is None:
+            return None
+        return stream["last_time"] + stream["step"] * np.arange(1, self.horizon + 1)
+
+    def _emit(self, arrays: dict, suffix: str = ""):
+        times = {k: self._future_times(self.streams_[k]) for k in arrays}
+        return from_values(arrays, times, self.like_, suffix)
+
+    def predict(self):
+        """The next `horizon` values after the last streamed observation, as the kind of object fitted."""
+        self._check_fitted()
+        return self._emit({k: s["point"].T.double().numpy() * self.std_ + self.mean_ for k, s in self.streams_.items()})
+
+    def _quantile_arrays(self, q: float) -> dict:
+        if not 0 < q < 1 or not math.isfinite(q):
+            raise ValueError(f"quantile levels must lie in (0, 1), got {q!r}")
+        grid = np.array(QUANTILES)
+        if q < grid[0] or q > grid[-1]:
+            raise ValueError(f"quantile {q} is outside the calibrated range [{grid[0]}, {grid[-1]}]")
+        j = int(np.clip(np.searchsorted(grid, q) - 1, 0, len(grid) - 2))
+        w = (q - grid[j]) / (grid[j + 1] - grid[j])
+        out = {}
+        for key, s in self.streams_.items():
+            qs = s["quant"].double().numpy() + self.offsets_.T[None]  # (C, H, Q)
+            qs = np.sort(qs, axis=-1)  # monotone in the level
+            val = (1 - w) * qs[..., j] + w * qs[..., j + 1]
+            out[key] = val.T * self.std_ + self.mean_
+        return out
+
+    def predict_quantiles(self, quantiles=(0.1, 0.5, 0.9)) -> dict:
+        """Calibrated forecast quantiles: {level: forecast shaped like `predict()`}."""
+        self._check_fitted()
+        return {float(q): self._emit(self._quantile_arrays(float(q))) for q in quantiles}
+
+    def predict_interval(self, coverage: float = 0.9):
+        """(lower, upper) forecasts that hold the truth with probability `coverage` (split conformal)."""
+        self._check_fitted()
+        if not 0 < coverage < 1:
+            raise ValueError(f"coverage must lie in (0, 1), got {coverage!r}")
+        lo, hi = (1 - coverage) / 2, (1 + coverage) / 2
+        return self._emit(self._quantile_arrays(lo)), self._emit(self._quantile_arrays(hi))
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def backtest(self, y, start: int = 0, stride: int | None = None, memorize: bool = True):
+        """Rolling-origin evaluation of `y`, a continuation of the streamed series, through `update` (no refits).
+
+        At each origin o = start, start + stride, ... (positions in `y`, while o + horizon ≤ len(y)) the
+        forecast made after streaming `y[:o]` is scored against `y[o:o + horizon]`. The forecaster itself
+        is not changed. Returns a polars frame: series, origin (and origin_time), channel, forecast,
+        actual, mse, mae — one row per origin and channel, in the fitted (unscaled) units.
+        """
+        import polars as pl
+
+        self._check_fitted()
+        stride = self.horizon if stride is None else stride
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        panel = to_panel(y, self.like_.time_col, self.like_.id_col)
+        if panel.columns != self.columns_:
+            raise ValueError(f"y has columns {panel.columns}, the fitted series has {self.columns_}")
+        rows = []
+        for key, v in panel.values.items():
+            if key not in self.streams_:
+                raise ValueError(f"y holds series {key!r}, which fit did not see")
+            origins = list(range(start, len(v) - self.horizon + 1, stride))
+            if not origins:
+                raise ValueError(f"y has {len(v)} rows: no origin from {start} leaves a whole horizon of {self.horizon}")
+            scaled = torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32)
+            # the forecast at origin o is the one made after the step o − 1 (o = 0: the fitted state's)
+            _, point, _ = self._run(self.streams_[key], scaled, memorize, keep=[o - 1 for o in origins if o > 0])
+            point = point.double().numpy()
+            if origins[0] == 0:
+                point = np.concatenate([self.streams_[key]["point"].double().numpy()[None], point])
+            forecast = point.transpose(0, 2, 1) * self.std_ + self.mean_  # (K, H, C)
+            actual = np.stack([v[o: o + self.horizon] for o in origins])
+            for ci, col in enumerate(self.columns_):
+                f, a = forecast[:, :, ci], actual[:, :, ci]
+                part = {"series": [key] * len(origins), "origin": origins, "channel": [col] * len(origins),
+                        "forecast": f.tolist(), "actual": a.tolist(),
+                        "mse": ((f - a) ** 2).mean(1), "mae": np.abs(f - a).mean(1)}
+                if panel.times[key] is not None:
+                    part["origin_time"] = [panel.times[key][o] for o in origins]
+                rows.append(pl.DataFrame(part))
+        return pl.concat(rows).sort("series", "origin", "channel", nulls_last=False) if len(rows) > 1 else rows[0]
+
+    @torch.no_grad()
+    def forecast_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Forecasts (N, horizon, C) from N independent windows (N, T, C) read from a fresh memory.
+
+        The windowed protocol of published benchmarks: each window alone, nothing streamed before it.
+        """
+        self._check_fitted()
+        windows = np.asarray(windows, dtype=np.float64)
+        if windows.ndim != 3 or windows.shape[2] != self.n_features_in_:
+            raise ValueError(f"windows must have shape (N, T, {self.n_features_in_}), got {windows.shape}")
+        self.net_.eval()
+        out = []
+        for a in range(0, len(windows), 256):
+            w = torch.tensor((windows[a: a + 256] - self.mean_) / self.std_, dtype=torch.float32)
+            N, T, C = w.shape
+            x = w if self.channel_mixing else w.permute(0, 2, 1).reshape(N * C, T, 1)
+            point, _, _ = self.net_(x, self.net_.initial_context(x.shape[0], torch.float32))
+            p = point[:, -1]  # (B, n, H)
+            p = p if self.channel_mixing else p.reshape(N, C, self.horizon)
+            out.append(p.transpose(1, 2).double().numpy() * self.std_ + self.mean_)
+        return np.concatenate(out)
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Weights, configuration, scaler, calibration and every stream's memory state, in safetensors."""
+        self._check_fitted()
+        tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        tensors.update(mean=torch.tensor(self.mean_), std=torch.tensor(self.std_), offsets=torch.tensor(self.offsets_))
+        streams = []
+        for i, (key, s) in enumerate(self.streams_.items()):
+            tensors.update({f"stream.{i}.mem.{k}": v for k, v in s["mem"].items()})
+            for name in ("context", "point", "quant"):
+                tensors[f"stream.{i}.{name}"] = s[name]
+            streams.append({"key": key, "seen": s["seen"],
+                            "last_time": None if s["last_time"] is None else int(s["last_time"].astype("int64")),
+                            "step": None if s["step"] is None else int(s["step"].astype("int64"))})
+        like = {"columns": self.columns_, "kind": self.like_.kind, "time_col": self.like_.time_col,
+                "id_col": self.like_.id_col, "meta": self.like_.meta}
+        save_bundle(path, tensors, {"params": self.get_params(), "like": like, "streams": streams}, kind="TitansForecaster")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TitansForecaster:
+        """Read a forecaster written by `save`: it predicts and updates exactly as the saved one would."""
+        tensors, meta = load_bundle(path, kind="TitansForecaster")
+        self = cls(**meta["params"])
+        like = meta["like"]
+        self.columns_, self.n_features_in_ = like["columns"], len(like["columns"])
+        self.like_ = Panel({}, {}, like["columns"], like["kind"], like["time_col"], like["id_col"], like["meta"])
+        self.net_ = self._net(self.n_features_in_)
+        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net_.eval()
+        self.mean_, self.std_ = tensors["mean"].numpy(), tensors["std"].numpy()
+        self.offsets_ = tensors["offsets"].numpy()
+        self.streams_ = {}
+        for i, s in enumerate(meta["streams"]):
+            p = f"stream.{i}."
+            mem = MemoryState({k[len(p) + 4:]: v for k, v in tensors.items() if k.startswith(p + "mem.")})
+            self.streams_[s["key"]] = {
+                "mem": mem, "context": tensors[p + "context"], "point": tensors[p + "point"],
+                "quant": tensors[p + "quant"], "seen": s["seen"],
+                "last_time": None if s["last_time"] is None else np.datetime64(s["last_time"], "ns"),
+                "step": None if s["step"] is None else np.timedelta64(s["step"], "ns")}
+        return self

@@ -1,0 +1,136 @@
+"""What the forecaster accepts and returns: numpy arrays, pandas or polars frames, wide or long (panel).
+
+Input is turned into `Panel`: float64 values per series, column names, time stamps where there are
+any, and the kind of object it came as, so that forecasts go back out as the same kind.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+
+@dataclass
+class Panel:
+    """One or more series with the same columns; `values[i]` is (T_i, C), `times[i]` (T_i,) or None."""
+
+    values: dict[object, np.ndarray]
+    times: dict[object, np.ndarray | None]
+    columns: list[str]
+    kind: str  # "numpy1d", "numpy2d", "pandas", "polars"
+    time_col: str | None = None
+    id_col: str | None = None
+    meta: dict = field(default_factory=dict)  # pandas: whether times were the index
+
+
+def _is_pandas(y) -> bool:
+    return type(y).__module__.split(".")[0] == "pandas"
+
+
+def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: str = "y") -> Panel:
+    """Validate and convert input; errors name the column or value at fault."""
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if isinstance(y, np.ndarray):
+        if id_col is not None or time_col is not None:
+            raise ValueError(f"{what}: time_col / id_col need a pandas or polars frame, got a numpy array")
+        if y.ndim not in (1, 2):
+            raise ValueError(f"{what} must be 1-D (T,) or 2-D (T, C), got shape {y.shape}")
+        if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+            raise ValueError(f"{what} must be numeric, got dtype {y.dtype}")
+        values = y.reshape(len(y), -1).astype(np.float64)
+        cols = [str(i) for i in range(values.shape[1])]
+        _check_finite(values, cols, what)
+        return Panel({None: values}, {None: None}, cols, "numpy1d" if y.ndim == 1 else "numpy2d")
+    meta = {}
+    if _is_pandas(y):
+        import pandas as pd
+
+        if isinstance(y, pd.Series):
+            y = y.to_frame(name=str(y.name) if y.name is not None else "y")
+        if not isinstance(y, pd.DataFrame):
+            raise TypeError(f"{what}: unsupported pandas object {type(y).__name__}")
+        if isinstance(y.index, pd.DatetimeIndex) and (time_col is None or time_col not in y.columns):
+            meta["index_name"] = time_col or y.index.name or "time"
+            y = y.reset_index(names=meta["index_name"])
+            time_col = meta["index_name"]
+        frame, kind = pl.from_pandas(y), "pandas"
+    elif isinstance(y, pl.Series):
+        frame, kind = y.to_frame(), "polars"
+    elif isinstance(y, pl.DataFrame):
+        frame, kind = y, "polars"
+    else:
+        raise TypeError(f"{what} must be a numpy array, pandas or polars frame, got {type(y).__name__}")
+    if frame.height == 0:
+        raise ValueError(f"{what} has no rows")
+    if time_col is None:
+        temporal = [c for c, t in frame.schema.items() if t.is_temporal()]
+        if len(temporal) > 1:
+            raise ValueError(f"{what} has several time columns {temporal}: name one with time_col")
+        time_col = temporal[0] if temporal else None
+    for name in (time_col, id_col):
+        if name is not None and name not in frame.columns:
+            raise ValueError(f"{what} has no column {name!r}")
+    cols = [c for c in frame.columns if c not in (time_col, id_col)]
+    if not cols:
+        raise ValueError(f"{what} has no value columns")
+    for c in cols:
+        if not frame.schema[c].is_numeric():
+            raise ValueError(f"{what}: column {c!r} is not numeric ({frame.schema[c]})")
+    groups = frame.partition_by(id_col, as_dict=True, maintain_order=True) if id_col else {None: frame}
+    values, times = {}, {}
+    for key, g in groups.items():
+        key = key[0] if isinstance(key, tuple) else key
+        if time_col is not None:
+            g = g.sort(time_col)
+            t = g[time_col].cast(pl.Datetime("ns")).to_numpy()
+            if len(t) > 1 and not (np.diff(t) > np.timedelta64(0)).all():
+                raise ValueError(f"{what}: time stamps in {time_col!r} repeat" + (f" for {id_col}={key!r}" if id_col else ""))
+            times[key] = t
+        else:
+            times[key] = None
+        v = g.select(cols).cast(pl.Float64).to_numpy()
+        _check_finite(v, cols, what)
+        values[key] = v
+    return Panel(values, times, [str(c) for c in cols], kind, time_col, id_col, meta)
+
+
+def _check_finite(values: np.ndarray, cols: list[str], what: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"{what}: column {cols[col]!r} holds {values[row, col]} at row {row}: "
+                         "values must be finite (fill or drop missing values first)")
+
+
+def step_of(times: np.ndarray | None) -> np.timedelta64 | None:
+    """The series' sampling interval: the most common gap between consecutive time stamps."""
+    if times is None or len(times) < 2:
+        return None
+    gaps, counts = np.unique(np.diff(times), return_counts=True)
+    return gaps[counts.argmax()]
+
+
+def from_values(values: dict[object, np.ndarray], times: dict[object, np.ndarray | None], like: Panel,
+                suffix: str = "") -> object:
+    """Forecasts (per series, (H, C)) as the same kind of object the series came in."""
+    if like.kind.startswith("numpy"):
+        v = values[None]
+        return v[:, 0] if like.kind == "numpy1d" and v.shape[1] == 1 else v
+    parts = []
+    for key, v in values.items():
+        data = {f"{c}{suffix}": v[:, i] for i, c in enumerate(like.columns)}
+        cols = {}
+        if like.id_col is not None:
+            cols[like.id_col] = [key] * len(v)
+        if like.time_col is not None:
+            cols[like.time_col] = times[key]
+        parts.append(pl.DataFrame({**cols, **data}))
+    frame = pl.concat(parts)
+    if like.kind == "polars":
+        return frame
+    out = frame.to_pandas()
+    if "index_name" in like.meta:
+        out = out.set_index(like.meta["index_name"])
+    return out

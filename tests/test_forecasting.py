@@ -1,0 +1,186 @@
+"""TitansForecaster: estimator hygiene, input kinds, streaming updates, intervals, persistence, errors."""
+import pickle
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from titans_ts.forecasting import TitansForecaster
+
+SMALL = dict(horizon=4, lookback=16, patch=4, d_model=16, n_layers=1, heads=2, chunk_size=4, max_epochs=2, lr=1e-2,
+             batch_size=32, random_state=0)
+
+
+def series(n=400, channels=2, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)[:, None]
+    return np.sin(2 * np.pi * t / 24 + np.arange(channels)) + 0.1 * rng.standard_normal((n, channels))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return TitansForecaster(**SMALL).fit(series()[:300])
+
+
+def test_sklearn_hygiene(fitted):
+    f = TitansForecaster(**SMALL)
+    assert f.get_params()["horizon"] == 4 and not hasattr(f, "net_")
+    g = clone(f).set_params(horizon=6)
+    assert g.horizon == 6 and f.horizon == 4
+    with pytest.raises(NotFittedError):
+        f.predict()
+    with pytest.raises(NotFittedError):
+        f.update(series(10))
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.predict(), fitted.predict())
+
+
+def test_learns_a_seasonal_series(fitted):
+    y = series()
+    bt = fitted.backtest(y[300:], start=0, stride=4)
+    assert bt["mse"].mean() < 0.25 * y.var()  # a sine of variance 0.5 + noise: well below predicting the mean
+
+
+def test_kinds_in_kinds_out():
+    y = series(300, channels=1)[:, 0]
+    f = TitansForecaster(**SMALL).fit(y)
+    assert f.predict().shape == (4,)
+    idx = pd.date_range("2024-01-01", periods=300, freq="h")
+    fp = TitansForecaster(**SMALL).fit(pd.DataFrame({"load": y}, index=idx))
+    out = fp.predict()
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == ["load"]
+    assert out.index[0] == idx[-1] + pd.Timedelta(hours=1) and len(out) == 4
+    frame = pl.DataFrame({"ts": idx.to_numpy(), "load": y})
+    fl = TitansForecaster(**SMALL).fit(frame)
+    out = fl.predict()
+    assert isinstance(out, pl.DataFrame) and out.columns == ["ts", "load"]
+    assert out["ts"][0] == frame["ts"][-1] + pd.Timedelta(hours=1)
+    np.testing.assert_allclose(out["load"].to_numpy(), fp.predict()["load"].to_numpy(), atol=1e-6)
+
+
+def test_update_in_pieces_equals_one_update(fitted):
+    y = series()
+    a, b = pickle.loads(pickle.dumps(fitted)), pickle.loads(pickle.dumps(fitted))
+    a.update(y[300:340])
+    for lo, hi in [(300, 301), (301, 308), (308, 340)]:
+        b.update(y[lo:hi])
+    np.testing.assert_allclose(a.predict(), b.predict(), atol=1e-5)
+
+
+def test_memorize_false_freezes_the_memory_but_moves_the_context(fitted):
+    f = pickle.loads(pickle.dumps(fitted))
+    before = {k: v.clone() for k, v in f.streams_[None]["mem"].items()}
+    f.update(series()[300:340], memorize=False)
+    after = f.streams_[None]["mem"]
+    weights = [k for k in before if ".memory.w." in k]
+    assert weights and all(torch.equal(before[k], after[k]) for k in weights)
+    assert not np.allclose(f.predict(), fitted.predict())
+    g = pickle.loads(pickle.dumps(fitted)).update(series()[300:340])
+    assert not all(torch.equal(before[k], g.streams_[None]["mem"][k]) for k in weights)
+
+
+def test_backtest_matches_update_then_predict(fitted):
+    y = series()
+    bt = fitted.backtest(y[300:], start=0, stride=8)
+    assert bt.columns[:3] == ["series", "origin", "channel"] and len(bt) == 2 * len(range(0, 97, 8))
+    f = pickle.loads(pickle.dumps(fitted)).update(y[300:316])
+    row = bt.filter((pl.col("origin") == 16) & (pl.col("channel") == "1"))
+    np.testing.assert_allclose(row["forecast"][0].to_numpy(), f.predict()[:, 1], atol=1e-5)
+    np.testing.assert_allclose(row["actual"][0].to_numpy(), y[316:320, 1])
+    assert np.isclose(row["mse"][0], np.mean((f.predict()[:, 1] - y[316:320, 1]) ** 2), atol=1e-6)
+
+
+def test_quantiles_and_interval(fitted):
+    qs = fitted.predict_quantiles([0.1, 0.5, 0.9])
+    assert set(qs) == {0.1, 0.5, 0.9}
+    assert (qs[0.1] <= qs[0.5]).all() and (qs[0.5] <= qs[0.9]).all()
+    lo, hi = fitted.predict_interval(0.8)
+    assert (hi - lo > 0).all()
+    with pytest.raises(ValueError, match="coverage"):
+        fitted.predict_interval(1.5)
+    with pytest.raises(ValueError, match="outside the calibrated range"):
+        fitted.predict_quantiles([0.001])
+
+
+def test_interval_coverage_on_held_out_data():
+    y = series(900, channels=1, seed=3)
+    f = TitansForecaster(**dict(SMALL, max_epochs=3)).fit(y[:600])
+    covered = []
+    for o in range(0, 290, 4):
+        lo, hi = f.predict_interval(0.8)
+        truth = y[600 + o: 604 + o]
+        covered.append(((lo <= truth) & (truth <= hi)).mean())
+        f.update(y[600 + o: 604 + o])
+    assert 0.65 <= np.mean(covered) <= 0.95
+
+
+def test_save_load_predicts_and_continues_identically(fitted, tmp_path):
+    fitted.save(tmp_path / "f.titans")
+    g = TitansForecaster.load(tmp_path / "f.titans")
+    f = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(g.predict(), f.predict())
+    y = series()
+    for lo, hi in [(300, 305), (305, 330)]:
+        f.update(y[lo:hi])
+        g.update(y[lo:hi])
+        np.testing.assert_array_equal(g.predict(), f.predict())
+    assert g.get_params() == f.get_params()
+
+
+def test_failed_update_changes_nothing(fitted):
+    f = pickle.loads(pickle.dumps(fitted))
+    before = f.predict()
+    bad = series()[300:310].copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"column '1' holds nan at row 5"):
+        f.update(bad)
+    with pytest.raises(ValueError, match="columns"):
+        f.update(series(10, channels=3))
+    np.testing.assert_array_equal(f.predict(), before)
+    assert f.streams_[None]["seen"] == 300
+
+
+def test_update_must_continue_the_time_stamps():
+    idx = pd.date_range("2024-01-01", periods=330, freq="h")
+    y = pd.DataFrame({"a": series(330, 1)[:, 0]}, index=idx)
+    f = TitansForecaster(**SMALL).fit(y.iloc[:300])
+    with pytest.raises(ValueError, match="does not continue the fitted series: expected first time stamp"):
+        f.update(y.iloc[301:310])
+    f.update(y.iloc[300:310])
+    assert f.predict().index[0] == idx[310]
+
+
+@pytest.mark.parametrize("bad,pattern", [
+    (np.ones((10, 2)), r"y has 10 rows; fit needs at least lookback \+ horizon \+ 1 = 21"),
+    (np.full((50, 1), np.inf), "holds inf at row 0"),
+    (np.ones((50, 2, 2)), "1-D"),
+    (pl.DataFrame({"a": ["x"] * 50}), "column 'a' is not numeric"),
+    ("abc", "numpy array, pandas or polars"),
+])
+def test_bad_fit_input(bad, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        TitansForecaster(**SMALL).fit(bad)
+
+
+def test_bad_parameters_name_the_field():
+    with pytest.raises(ValueError, match="TitansForecaster.horizon"):
+        TitansForecaster(horizon=0).fit(series())
+    with pytest.raises(ValueError, match="TitansConfig.variant"):
+        TitansForecaster(**dict(SMALL, variant="xl")).fit(series())
+
+
+def test_panel_long_format():
+    y = series(300, channels=2)
+    long = pl.DataFrame({"id": ["a"] * 300 + ["b"] * 300,
+                         "t": np.tile(pd.date_range("2024", periods=300, freq="D").to_numpy(), 2),
+                         "v": np.concatenate([y[:, 0], y[:, 1]])})
+    f = TitansForecaster(**dict(SMALL, id_col="id")).fit(long)
+    out = f.predict()
+    assert out.columns == ["id", "t", "v"] and out["id"].to_list() == ["a"] * 4 + ["b"] * 4
+    nxt = pl.DataFrame({"id": ["b"], "t": [long["t"][-1] + pd.Timedelta(days=1)], "v": [0.5]})
+    f.update(nxt)
+    assert f.streams_["b"]["seen"] == 301 and f.streams_["a"]["seen"] == 300
