@@ -125,11 +125,11 @@ class TitansForecaster(BaseEstimator):
             raise NotFittedError("This TitansForecaster is not fitted yet: call fit(y) first")
 
     # -- fit ----------------------------------------------------------------------------------------
-    def fit(self, y, val=None) -> TitansForecaster:
+    def fit(self, y, val=None, callbacks: tuple = ()) -> TitansForecaster:
         """Train on `y` (see the class docstring for accepted kinds), then stream it into the memory.
 
         The last `val_fraction` of each series (or `val`, a continuation of `y`) drives early stopping
-        and calibrates the prediction intervals.
+        and calibrates the prediction intervals. `callbacks` are Lightning callbacks for the training loop.
         """
         self._validate_params()
         panel = to_panel(y, self.time_col, self.id_col)
@@ -171,8 +171,9 @@ class TitansForecaster(BaseEstimator):
         g = torch.Generator().manual_seed(self.random_state or 0)
         loader = DataLoader(train, batch_size=self.batch_size, shuffle=True, generator=g)
         val_loader = DataLoader(val_set, batch_size=self.batch_size) if val_set and len(val_set) else None
-        fit_loop(net, loader, val_loader, step=_loss, max_epochs=self.max_epochs, lr=self.lr,
-                 patience=self.patience, seed=self.random_state, progress=self.progress)
+        result = fit_loop(net, loader, val_loader, step=_loss, max_epochs=self.max_epochs, lr=self.lr,
+                          patience=self.patience, seed=self.random_state, progress=self.progress, callbacks=callbacks)
+        self.best_loss_, self.history_ = result.best_loss, result.history
         self.net_, self.mean_, self.std_ = net, mean, std
         self.columns_, self.n_features_in_ = panel.columns, len(panel.columns)
         self.like_ = Panel({}, {}, panel.columns, panel.kind, panel.time_col, panel.id_col, panel.meta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,18 +96,20 @@ def fit(
     accelerator: str = "auto",
     devices: int | str | list[int] = "auto",
     strategy: str | Any = "auto",
+    callbacks: Sequence[pl.Callback] = (),
     **trainer_kwargs: Any,
 ) -> FitResult:
     """Train `model` in place on `train` with `step`, early-stopping on `val` loss; restore the best epoch.
 
-    Without `val` the training loss is monitored instead. Extra keyword arguments go to `lightning.Trainer`
+    Without `val` the training loss is monitored instead. `callbacks` join ours (e.g. an Optuna pruner).
+    Extra keyword arguments go to `lightning.Trainer`
     (e.g. `precision="bf16-mixed"`, `num_nodes=2`).
     """
     if seed is not None:
         pl.seed_everything(seed, workers=True, verbose=False)
     monitor = "val_loss" if val is not None else "train_loss"
     keep = _KeepBest(monitor)
-    callbacks = [keep, pl.callbacks.EarlyStopping(monitor, patience=patience, mode="min")]
+    callbacks = [keep, pl.callbacks.EarlyStopping(monitor, patience=patience, mode="min"), *callbacks]
     if progress:
         callbacks.append(pl.callbacks.TQDMProgressBar())
     quiet = logging.getLogger("lightning.pytorch")

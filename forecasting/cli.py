@@ -1,0 +1,155 @@
+"""`titans-ts`: forecast, backtest and tune from the command line on a CSV or Parquet file.
+
+    titans-ts forecast --data load.csv --horizon 24 --out forecast.csv --plot forecast.png
+    titans-ts backtest --data load.csv --horizon 24 --test-fraction 0.2 --out backtest.csv
+    titans-ts tune --data load.csv --horizon 24 --trials 20 --storage sqlite:///study.db
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from titans_ts.cli import ArgumentParser, UsageError, run, write_output
+
+from .forecaster import TitansForecaster
+
+
+def read_frame(path: str) -> pl.DataFrame:
+    """A CSV (dates parsed) or Parquet file as a polars frame."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--data {path}: no such file")
+    try:
+        frame = pl.read_parquet(p) if p.suffix == ".parquet" else pl.read_csv(p, try_parse_dates=True)
+    except pl.exceptions.PolarsError as err:
+        raise UsageError(f"--data {path}: cannot read it ({str(err).splitlines()[0]})") from None
+    if frame.height == 0:
+        raise UsageError(f"--data {path}: the file has no rows")
+    return frame
+
+
+def model_args(p) -> None:
+    p.add_argument("--data", required=True, help="CSV or Parquet: an optional time column, then numeric columns")
+    p.add_argument("--horizon", type=int, required=True, help="steps to forecast")
+    p.add_argument("--lookback", type=int, default=96, help="past steps the model reads at once (default 96)")
+    p.add_argument("--variant", default="mal", choices=["mal", "mag", "mac", "lmm"], help="Titans variant")
+    p.add_argument("--epochs", type=int, default=10, help="maximum training epochs (early stopping on validation)")
+    p.add_argument("--time-col", help="the time column (default: the one datetime column, if any)")
+    p.add_argument("--columns", nargs="+", help="value columns to use (default: every numeric column)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def make(args) -> TitansForecaster:
+    return TitansForecaster(horizon=args.horizon, lookback=args.lookback, variant=args.variant,
+                            max_epochs=args.epochs, time_col=args.time_col, random_state=args.seed,
+                            progress=not args.quiet)
+
+
+def select(frame: pl.DataFrame, args) -> pl.DataFrame:
+    if not args.columns:
+        return frame
+    missing = [c for c in args.columns if c not in frame.columns]
+    if missing:
+        raise UsageError(f"--columns: no column {missing[0]!r} in --data (it has {frame.columns})")
+    keep = [c for c, t in frame.schema.items() if t.is_temporal() or c == args.time_col]
+    return frame.select(*keep, *[c for c in args.columns if c not in keep])
+
+
+def forecast(args) -> int:
+    frame = select(read_frame(args.data), args)
+    f = make(args).fit(frame)
+    point = f.predict()
+    lo, hi = f.predict_interval(args.coverage)
+    values = [c for c in point.columns if c != f.like_.time_col]
+    out = point.with_columns(*[lo[c].alias(f"{c}_lower") for c in values], *[hi[c].alias(f"{c}_upper") for c in values])
+    write_output(args.out, lambda tmp: out.write_csv(tmp))
+    if args.plot:
+        plot(frame, out, f, values, args.plot, args.coverage)
+    print(f"wrote {args.out}: {args.horizon} steps of {', '.join(values)} with {args.coverage:.0%} intervals")
+    return 0
+
+
+def plot(history: pl.DataFrame, out: pl.DataFrame, f: TitansForecaster, values: list[str], path: str, coverage: float) -> None:
+    """History (the last few horizons), forecast and the interval band, one panel per column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tcol = f.like_.time_col
+    tail = history.tail(max(4 * f.horizon, f.lookback))
+    fig, axes = plt.subplots(len(values), 1, figsize=(10, 2.6 * len(values)), squeeze=False, sharex=True)
+    for ax, c in zip(axes[:, 0], values):
+        x_hist = tail[tcol] if tcol else np.arange(history.height - tail.height, history.height)
+        x_fut = out[tcol] if tcol else np.arange(history.height, history.height + f.horizon)
+        ax.plot(x_hist, tail[c], color="0.25", lw=1.2, label="history")
+        ax.fill_between(x_fut, out[f"{c}_lower"], out[f"{c}_upper"], color="tab:blue", alpha=0.25,
+                        label=f"{coverage:.0%} interval")
+        ax.plot(x_fut, out[c], color="tab:blue", lw=1.8, label="forecast")
+        ax.set_ylabel(c)
+    axes[0, 0].legend(loc="upper left", frameon=False, ncol=3)
+    axes[0, 0].set_title(f"titans-ts forecast ({f.variant}, horizon {f.horizon})")
+    fig.tight_layout()
+    write_output(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def backtest(args) -> int:
+    frame = select(read_frame(args.data), args)
+    if not 0 < args.test_fraction < 1:
+        raise UsageError(f"--test-fraction must lie in (0, 1), got {args.test_fraction}")
+    cut = frame.height - int(frame.height * args.test_fraction)
+    f = make(args).fit(frame.head(cut))
+    result = f.backtest(frame.slice(cut), start=0, stride=args.stride or args.horizon)
+    flat = result.with_columns(pl.col("forecast").list.eval(pl.element().round(6)).cast(pl.List(pl.String)).list.join(" "),
+                               pl.col("actual").list.eval(pl.element().round(6)).cast(pl.List(pl.String)).list.join(" "))
+    write_output(args.out, lambda tmp: flat.write_csv(tmp))
+    summary = result.group_by("channel", maintain_order=True).agg(pl.col("mse").mean(), pl.col("mae").mean())
+    print(summary)
+    print(f"overall: mse {result['mse'].mean():.4f}  mae {result['mae'].mean():.4f}  over {result['origin'].n_unique()} origins")
+    return 0
+
+
+def tune(args) -> int:
+    from .tuning import tune_forecaster
+
+    frame = select(read_frame(args.data), args)
+    study = tune_forecaster(frame, horizon=args.horizon, lookback=args.lookback, n_trials=args.trials,
+                            storage=args.storage, study_name=args.study, max_epochs=args.epochs,
+                            time_col=args.time_col, seed=args.seed)
+    print(f"best validation loss {study.best_value:.4f} with {study.best_params}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="titans-ts", description="Forecast with a Titans model whose memory keeps learning.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    fc = sub.add_parser("forecast", help="fit on the whole file and forecast the next --horizon steps")
+    model_args(fc)
+    fc.add_argument("--out", required=True, help="CSV of the forecast with lower/upper interval columns")
+    fc.add_argument("--plot", help="PNG of history, forecast and interval")
+    fc.add_argument("--coverage", type=float, default=0.9, help="interval coverage (default 0.9)")
+    bt = sub.add_parser("backtest", help="fit on the head of the file, then roll forecasts over the rest")
+    model_args(bt)
+    bt.add_argument("--test-fraction", type=float, default=0.2, help="tail of the file to backtest (default 0.2)")
+    bt.add_argument("--stride", type=int, help="steps between origins (default: the horizon)")
+    bt.add_argument("--out", required=True, help="CSV: one row per origin and column")
+    tn = sub.add_parser("tune", help="Optuna search (TPE, pruning on validation loss) over model settings")
+    model_args(tn)
+    tn.add_argument("--trials", type=int, default=20)
+    tn.add_argument("--storage", help="Optuna storage shared by workers: sqlite:///study.db or a .log journal file")
+    tn.add_argument("--study", default="titans-ts", help="study name in the storage")
+    args = p.parse_args(argv)
+    return {"forecast": forecast, "backtest": backtest, "tune": tune}[args.command](args)
+
+
+def entry() -> int:
+    return run(main, None, "titans-ts")
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -1,0 +1,42 @@
+"""What every titans-ts command line shares: one-line errors with exit status 2, and outputs that are
+written whole or not at all."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from titans_ts.state import write_atomic
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line on stderr, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2), not the usage block."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None, prog: str,
+        expected: tuple[type[BaseException], ...] = ()) -> int:
+    """Call `main`; user errors (UsageError, ValueError, TypeError, OSError and `expected`) become
+    `prog: error: …` on stderr and exit status 2, with no traceback."""
+    try:
+        return main(argv)
+    except (UsageError, ValueError, TypeError, OSError, *expected) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def write_output(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Write through `write(tmp_path)` and rename into place: a failure leaves no half-written file."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    write_atomic(path, write)
