@@ -1,7 +1,10 @@
 """titans-ts in one minute: a memory that learns while it reads, and a stream that can stop and resume.
 
-Run with `make demo`.
+Run with `make demo`; examples/forecast_stream.py follows with a real series.
 """
+import runpy
+from pathlib import Path
+
 import torch
 
 from titans_ts import NeuralMemory, TitansConfig, TitansEncoder
@@ -29,3 +32,7 @@ for variant in ("mal", "mag", "mac", "lmm"):
         second, s = enc(x[:, 37:], state=s)
     gap = (torch.cat([first, second], dim=1) - whole).abs().max().item()
     print(f"2. {variant}: streamed in two pieces vs one call, max difference {gap:.1e}")
+
+# 3. Forecasting a real series and streaming new observations into it.
+print("3. forecasting ETTh1 (bundled) and streaming new rows into the memory:")
+runpy.run_path(str(Path(__file__).with_name("forecast_stream.py")), run_name="__main__")
