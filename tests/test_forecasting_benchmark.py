@@ -1,0 +1,27 @@
+"""The ETT benchmark runs end to end and writes the JSON other tools read (slow: trains on ETTh1)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from titans_ts.forecasting.benchmark import main
+
+ETTH1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETTh1.csv"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ETTH1.is_file(), reason="../shared/data/ett/ETTh1.csv is not here")
+def test_benchmark_json_shape(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["--data", str(ETTH1), "--horizons", "24", "--epochs", "1", "--lookback", "48", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["dataset"] == "ETTh1"
+    keys = {(r["model"], r["protocol"]) for r in report["results"]}
+    assert keys == {("ridge", "windowed"), ("titans-mal", "windowed"), ("titans-mal", "streaming")}
+    for r in report["results"]:
+        assert r["horizon"] == 24 and 0 < r["mse"] < 2 and 0 < r["mae"] < 2 and r["train_seconds"] >= 0
+
+
+def test_missing_data_file_exits_2(tmp_path, capsys):
+    assert main(["--data", str(tmp_path / "none.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
