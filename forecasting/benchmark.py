@@ -140,12 +140,26 @@ def memorization(horizon: int, params: dict, seed: int = 0) -> list[dict]:
     return rows
 
 
+def update_latency(path: str, params: dict, repeats: int = 300) -> list[dict]:
+    """Median wall time of `update` with one new observation on a fitted default model (all channels)."""
+    s = ett_splits(path, lookback=96, scale=False)
+    f = TitansForecaster(**dict(params, max_epochs=1)).fit(s.train[:2000])
+    times = []
+    for row in s.train[2000: 2000 + repeats]:
+        t0 = time.perf_counter()
+        f.update(row[None])
+        times.append(time.perf_counter() - t0)
+    return [dict(model=f"titans-{f.variant}", protocol="update-latency", horizon=f.horizon,
+                 mse=float("nan"), mae=float("nan"), update_ms_median=1e3 * float(np.median(times)),
+                 update_ms_p90=1e3 * float(np.quantile(times, 0.9)))]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m titans_ts.forecasting.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="ETT-format CSV (date column, then channels)")
     p.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
-    p.add_argument("--protocols", nargs="+", default=["standard"], choices=["standard", "online", "memorization"])
+    p.add_argument("--protocols", nargs="+", default=["standard"], choices=["standard", "online", "memorization", "latency"])
     p.add_argument("--online-horizons", type=int, nargs="+", default=[1, 24, 48])
     p.add_argument("--lookback", type=int, default=96)
     p.add_argument("--variant", default="mal")
@@ -165,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         elif protocol == "online":
             for h in args.online_horizons:
                 results += online(args.data, h, 60, params)
-        else:
+        elif protocol == "memorization":
             results += memorization(24, dict(params, window=32))
+        else:
+            results += update_latency(args.data, params)
         print_table(results[-1:])
     print_table(results)
     if args.json:
@@ -177,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(rows: list[dict]) -> None:
     print(f"{'model':28} {'protocol':13} {'horizon':>7} {'mse':>8} {'mae':>8} {'train s':>8}")
     for r in rows:
+        extra = f"  update {r['update_ms_median']:.2f} ms median" if "update_ms_median" in r else ""
         print(f"{r['model']:28} {r['protocol']:13} {r['horizon']:7d} {r['mse']:8.4f} {r['mae']:8.4f} "
-              f"{r.get('train_seconds', float('nan')):8.1f}")
+              f"{r.get('train_seconds', float('nan')):8.1f}{extra}")
 
 
 if __name__ == "__main__":

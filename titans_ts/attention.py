@@ -2,7 +2,7 @@
 
 Each query sees the `window` most recent positions (itself included) and the learnable persistent
 tokens, which hold task knowledge independent of the input. Queries are processed in blocks of
-`window`, each against its own `2·window − 1` keys, so compute and memory are O(T·w), never T×T.
+(at most) `window`, each against its own `2·window − 1` keys, so compute and memory are O(T·w), never T×T.
 Streaming keeps a KV cache of the last `window − 1` positions. Rotary embeddings give positions.
 """
 from __future__ import annotations
@@ -70,17 +70,18 @@ class Attention(nn.Module):
         q, k = rotary(q, pos), rotary(k, pos)
         keys, vals = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
         cached = state["k"].shape[2]
-        nb = -(-n // w)  # query blocks of `w`
-        pad_left, pad_right = P - cached, nb * w - n
+        bq = min(w, n)  # queries per block: `w`, fewer for a short (streamed) input
+        nb = -(-n // bq)
+        pad_left, pad_right = P - cached, nb * bq - n
         valid = F.pad(torch.ones(cached + n, dtype=torch.bool, device=x.device), (pad_left, pad_right))
         kpad, vpad = (F.pad(t, (0, 0, pad_left, pad_right)) for t in (keys, vals))
-        # block b holds queries [b·w, (b+1)·w) and keys [b·w − P, (b+1)·w), i.e. w + P of them
-        kwin, vwin = (t.unfold(2, w + P, w).transpose(-1, -2) for t in (kpad, vpad))  # (B, H, nb, w+P, D)
-        vwin_mask = valid.unfold(0, w + P, w)[:, None, :]  # (nb, 1, w+P)
-        j = torch.arange(w, device=x.device)[:, None]
-        m = torch.arange(w + P, device=x.device)[None, :]
+        # block b holds queries [b·bq, (b+1)·bq) and keys [b·bq − P, (b+1)·bq), i.e. bq + P of them
+        kwin, vwin = (t.unfold(2, bq + P, bq).transpose(-1, -2) for t in (kpad, vpad))  # (B, H, nb, bq+P, D)
+        vwin_mask = valid.unfold(0, bq + P, bq)[:, None, :]  # (nb, 1, bq+P)
+        j = torch.arange(bq, device=x.device)[:, None]
+        m = torch.arange(bq + P, device=x.device)[None, :]
         band = (m >= j) & (m <= j + P)  # key m is one of the w most recent for query j
-        qb = F.pad(q, (0, 0, 0, pad_right)).unflatten(2, (nb, w))
+        qb = F.pad(q, (0, 0, 0, pad_right)).unflatten(2, (nb, bq))
         kp, vp = (t.unsqueeze(2) for t in self._persistent_kv(B))
         o = self._attend(qb, kwin, vwin, band & vwin_mask, kp, vp).flatten(2, 3)[:, :, :n]
         keep = min(P, cached + n)
