@@ -32,7 +32,7 @@ class TitansConfig:
     persistent_tokens: int = 4
     ff_mult: int = 4
     conv_kernel: int = 4
-    memory_lr: float = 1.0
+    memory_lr: float = 0.5
     dropout: float = 0.0
     backend: str = "auto"
 

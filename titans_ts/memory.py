@@ -27,7 +27,7 @@ class NeuralMemory(nn.Module):
     """
 
     def __init__(self, d_model: int, heads: int = 1, memory_depth: int = 2, expansion: int = 4,
-                 chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 1.0, backend: str = "auto"):
+                 chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 0.5, backend: str = "auto"):
         super().__init__()
         for name, value in (("d_model", d_model), ("heads", heads), ("memory_depth", memory_depth),
                             ("expansion", expansion), ("chunk_size", chunk_size), ("conv_kernel", conv_kernel)):
