@@ -7,7 +7,6 @@ channels plus the hour and weekday (known in advance), with quantiles from `Quan
 import warnings
 
 import lightning.pytorch as pl
-import torch
 from pytorch_forecasting import TimeSeriesDataSet
 from pytorch_forecasting.metrics import QuantileLoss
 

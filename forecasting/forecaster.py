@@ -7,7 +7,6 @@ test time (`memorize=True`) or only reads (`memorize=False`); the outer weights 
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 
@@ -66,14 +65,12 @@ class _Segments(Dataset):
 
 
 def _loss(net: ForecastNet, batch) -> torch.Tensor:
+    """Mean squared error of the point forecast plus the pinball loss of the quantiles, on valid steps."""
     x, ctx, target, mask = batch
     point, quant, _ = net(x, ctx)
     w = mask[:, :, None, None]
-    mse = ((point - target).pow(2) * w).sum() / (w.sum() * point.shape[2] * point.shape[3])
-    e = (target[..., None] - quant) * w[..., None]
-    q = net.quantiles
-    pin = torch.maximum(q * e, (q - 1) * e).sum() / (w.sum() * point.shape[2] * point.shape[3] * q.numel())
-    return mse + pin
+    mse = ((point - target).pow(2) * w).sum() / w.expand_as(target).sum()
+    return mse + pinball(quant, target, net.quantiles, w)
 
 
 class TitansForecaster(BaseEstimator):

@@ -66,7 +66,8 @@ class ForecastNet(nn.Module):
         return torch.full((batch, self.lookback - 1, self.n), float("nan"), dtype=dtype)
 
 
-def pinball(pred: Tensor, target: Tensor, q: Tensor) -> Tensor:
-    """Quantile (pinball) loss, averaged: max(q·e, (q − 1)·e) with e = target − pred."""
+def pinball(pred: Tensor, target: Tensor, q: Tensor, weight: Tensor) -> Tensor:
+    """Weighted mean quantile (pinball) loss max(q·e, (q − 1)·e), e = target − pred; pred (..., Q)."""
     e = target[..., None] - pred
-    return torch.maximum(q * e, (q - 1) * e).mean()
+    loss = torch.maximum(q * e, (q - 1) * e) * weight[..., None]
+    return loss.sum() / (weight.expand_as(target).sum() * q.numel())
