@@ -152,3 +152,19 @@ def test_bad_config_names_the_field(field, value, pattern):
 def test_mac_segments_must_hold_whole_chunks():
     with pytest.raises(ValueError, match=r"TitansConfig.window \(10\) must be a multiple of chunk_size \(4\)"):
         TitansConfig(variant="mac", window=10, chunk_size=4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_surprise_rides_on_the_same_stream(variant, make_encoder):
+    enc = make_encoder(variant)
+    x = torch.randn(2, 30, 16, dtype=torch.float64)
+    y0, s0 = enc(x[:, :13])
+    score, y, state = enc.surprise(x[:, 13:], s0)
+    y_ref, s_ref = enc(x[:, 13:], s0)
+    assert score.shape == (2, 17, 2) and (score >= 0).all()
+    torch.testing.assert_close(y, y_ref)
+    assert all(torch.equal(state[k], s_ref[k]) for k in s_ref)
+    # streamed in two pieces, the scores are those of one call
+    a, _, mid = enc.surprise(x[:, 13:20], s0)
+    b, _, _ = enc.surprise(x[:, 20:], mid)
+    torch.testing.assert_close(torch.cat([a, b], dim=1), score, atol=1e-10, rtol=0)

@@ -28,12 +28,13 @@ def test_test_time_learning_is_real(depth):
     x = torch.randn(1, 64, 32, dtype=torch.float64)  # K = 64 associations k(x_i) -> v(x_i)
     state = mem.initial_state(1, dtype=torch.float64)
     with torch.no_grad():
-        before = mem.recall_error(x, state).mean()
+        recall = lambda st: mem.surprise(x, st, memorize=False)[0].mean()  # noqa: E731
+        before = recall(state)
         on, off = state, state
         for _ in range(20):  # stream the associations repeatedly, as a recurring pattern would
             _, on = mem(x, on)
             _, off = mem(x, off, memorize=False)
-        after_on, after_off = mem.recall_error(x, on).mean(), mem.recall_error(x, off).mean()
+        after_on, after_off = recall(on), recall(off)
     assert after_on < before / 4
     assert torch.equal(after_off, before)
 
@@ -94,3 +95,21 @@ def test_bad_input_shape_and_batch():
     _, state = mem(torch.randn(2, 3, 8))
     with pytest.raises(ValueError, match="batch size 2"):
         mem(torch.randn(1, 3, 8), state)
+
+
+def test_surprise_scores_each_token_before_its_chunk_is_learnt():
+    torch.manual_seed(0)
+    mem = NeuralMemory(16, heads=2, chunk_size=4).double()
+    x = torch.randn(2, 11, 16, dtype=torch.float64)
+    _, s0 = mem(x[:, :3])  # three tokens wait in the buffer
+    score, s1 = mem.surprise(x[:, 3:], s0)
+    _, s_fwd = mem(x[:, 3:], s0)
+    assert score.shape == (2, 8, 2)
+    assert all(torch.equal(s1[k], s_fwd[k]) for k in s_fwd)  # same learning as forward
+    # the first token completes the buffered chunk: scored at the starting weights, as a read-only probe is
+    probe, _ = mem.surprise(x[:, 3:4], s0, memorize=False)
+    torch.testing.assert_close(score[:, :1], probe)
+    # tokens of the next chunk meet the weights after that chunk was learnt
+    _, s_after = mem(x[:, 3:4], s0)
+    probe, _ = mem.surprise(x[:, 4:8], s_after, memorize=False)
+    torch.testing.assert_close(score[:, 1:5], probe)

@@ -1,6 +1,9 @@
 """`TitansEncoder`: a stack of Titans blocks over a (batch, time, d_model) stream, with streaming state."""
 from __future__ import annotations
 
+from functools import partial
+
+import torch
 from torch import Tensor, nn
 
 from titans_ts.blocks import BLOCKS, part
@@ -35,3 +38,25 @@ class TitansEncoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x, states[f"layers.{i}"] = layer(x, part(state, f"layers.{i}"), memorize)
         return self.norm(x), MemoryState.join(**states)
+
+    @torch.no_grad()
+    def surprise(self, x: Tensor, state: MemoryState | None = None,
+                 memorize: bool = True) -> tuple[Tensor, Tensor, MemoryState]:
+        """Momentary surprise of every layer's memory at every step (B, T, n_layers), mean over heads; y; state.
+
+        The same stream as `forward` (same outputs and state), with each memory also scoring how badly it
+        recalled each token before learning it (eq 12): large where the stream stops being predictable.
+        """
+        records: list[list[Tensor]] = [[] for _ in self.layers]
+
+        def record(i: int, memory: nn.Module, args: tuple, output) -> None:
+            records[i].append(memory.surprise(*args)[0].mean(-1))
+
+        hooks = [layer.memory.register_forward_hook(partial(record, i)) for i, layer in enumerate(self.layers)]
+        try:
+            y, state = self(x, state, memorize)
+        finally:
+            for h in hooks:
+                h.remove()
+        T = x.shape[1]  # a MAC block also re-reads its unfinished segment: keep this call's steps
+        return torch.stack([torch.cat(r, dim=1)[:, -T:] for r in records], dim=-1), y, state

@@ -103,39 +103,41 @@ class NeuralMemory(nn.Module):
     # -- forward ------------------------------------------------------------------------------------
     def forward(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
         """Read the memory for every token and (if `memorize`) write every completed chunk into it."""
-        st = self._check(x, state)
+        y, new, _ = self._step(x, self._check(x, state), memorize, probe="q")
+        return self.out(y.transpose(1, 2).flatten(2)), new
+
+    def surprise(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+        """Momentary surprise ℓ(M; x_t) = ‖M(k_t) − v_t‖² (eq 12) of every token, (B, T, H), and the new state.
+
+        Each token is scored at the weights it meets, before its own chunk is memorised: how badly the
+        memory recalls the association it is about to learn. `memorize=False` scores without learning.
+        """
+        y, new, v = self._step(x, self._check(x, state), memorize, probe="k")
+        return (y - v).pow(2).sum(-1).transpose(1, 2), new
+
+    def _step(self, x: Tensor, st: MemoryState, memorize: bool, probe: str) -> tuple[Tensor, MemoryState, Tensor]:
+        """Read M(q_t) (probe "q") or M(k_t) (probe "k") per head and memorise; returns (reads, state, v)."""
         k, v, q, conv = self._project(x, st)
-        theta, eta, alpha = self._gates(x)
+        reads = q if probe == "q" else k
         new = MemoryState(st)
         new["conv"] = conv
         if not memorize:
-            y = mlp_forward(self._weights(st, "w"), q)
-        else:
-            n_buf = st["buf.k"].shape[2]
-            cat = lambda name, t: torch.cat([st[f"buf.{name}"], t], dim=2)  # noqa: E731
-            k, v, theta, eta, alpha = (cat(n, t) for n, t in
-                                       (("k", k), ("v", v), ("theta", theta), ("eta", eta), ("alpha", alpha)))
-            q = torch.cat([q.new_zeros(*q.shape[:2], n_buf, q.shape[-1]), q], dim=2)  # buffered tokens were read
-            y, w, s = memory_update(q, k, v, theta, eta, alpha, self._weights(st, "w"), self._weights(st, "s"),
-                                    self.chunk_size, backend=self.backend)
-            y = y[:, :, n_buf:]
-            for i in range(len(w)):
-                new[f"w.{i}"], new[f"s.{i}"] = w[i], s[i]
-            keep = k.shape[2] % self.chunk_size  # the partial chunk waits for the next call
-            for name, t in (("k", k), ("v", v), ("theta", theta), ("eta", eta), ("alpha", alpha)):
-                new[f"buf.{name}"] = t[:, :, t.shape[2] - keep:]
-        return self.out(y.transpose(1, 2).flatten(2)), new
+            return mlp_forward(self._weights(st, "w"), reads), new, v
+        theta, eta, alpha = self._gates(x)
+        n_buf = st["buf.k"].shape[2]
+        parts = {"k": k, "v": v, "theta": theta, "eta": eta, "alpha": alpha}
+        kk, vv, th, et, al = (torch.cat([st[f"buf.{n}"], t], dim=2) for n, t in parts.items())
+        reads = torch.cat([reads.new_zeros(*reads.shape[:2], n_buf, reads.shape[-1]), reads], dim=2)  # already read
+        y, w, s = memory_update(reads, kk, vv, th, et, al, self._weights(st, "w"), self._weights(st, "s"),
+                                self.chunk_size, backend=self.backend)
+        for i in range(len(w)):
+            new[f"w.{i}"], new[f"s.{i}"] = w[i], s[i]
+        keep = kk.shape[2] % self.chunk_size  # the partial chunk waits for the next call
+        for name, t in zip(parts, (kk, vv, th, et, al)):
+            new[f"buf.{name}"] = t[:, :, t.shape[2] - keep:]
+        return y[:, :, n_buf:], new, v
 
     def lookup(self, q: Tensor, state: MemoryState) -> Tensor:
         """M*(q) for queries already projected, (B, T, d_model), at the state's weights; no update."""
         qh = F.normalize(self._split(q), dim=-1)
         return self.out(mlp_forward(self._weights(state, "w"), qh).transpose(1, 2).flatten(2))
-
-    def recall_error(self, x: Tensor, state: MemoryState | None = None) -> Tensor:
-        """ℓ(M; x_t) = ‖M(k_t) − v_t‖² per token and head (B, T, H) at the state's weights (eq 12).
-
-        The memory's momentary surprise: how badly it recalls each association, without learning it.
-        """
-        st = self._check(x, state)
-        k, v, _, _ = self._project(x, st)
-        return (mlp_forward(self._weights(st, "w"), k) - v).pow(2).sum(-1).transpose(1, 2)
