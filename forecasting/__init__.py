@@ -3,9 +3,10 @@
 `TitansPFModel` (the pytorch-forecasting model) loads on first access, so importing this package
 does not import pytorch-forecasting.
 """
+from titans_ts.forecasting.anomaly import TitansAnomalyDetector
 from titans_ts.forecasting.forecaster import TitansForecaster
 
-__all__ = ["TitansForecaster", "TitansPFModel"]
+__all__ = ["TitansForecaster", "TitansAnomalyDetector", "TitansPFModel"]
 
 
 def __getattr__(name: str):

@@ -351,6 +351,37 @@ class TitansForecaster(BaseEstimator):
         return pl.concat(rows).sort("series", "origin", "channel", nulls_last=False) if len(rows) > 1 else rows[0]
 
     @torch.no_grad()
+    def surprise(self, y, memorize: bool = True):
+        """The memory's momentary surprise at every step of `y`, a continuation of the streamed series.
+
+        A polars frame aligned with y's rows (its time stamps, else a step counter) with one column per
+        channel (mean over layers and heads; with channel mixing one `surprise` column): how badly the
+        memory recalled each step before learning it. The forecaster itself is not changed.
+        """
+        import polars as pl
+
+        self._check_fitted()
+        panel = to_panel(y, self.like_.time_col, self.like_.id_col)
+        if panel.columns != self.columns_:
+            raise ValueError(f"y has columns {panel.columns}, the fitted series has {self.columns_}")
+        frames = []
+        for key, v in panel.values.items():
+            if key not in self.streams_:
+                raise ValueError(f"y holds series {key!r}, which fit did not see")
+            stream = self.streams_[key]
+            x = self._layout(torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32))
+            tokens = self.net_.tokens(x, stream["context"])[0]
+            score = self.net_.encoder.surprise(tokens, stream["mem"], memorize)[0].mean(-1)  # (B, T)
+            names = ["surprise"] if self.channel_mixing else self.columns_
+            cols = {} if key is None else {self.like_.id_col: [key] * len(v)}
+            if panel.times[key] is not None:
+                cols[self.like_.time_col] = panel.times[key]
+            else:
+                cols["step"] = np.arange(stream["seen"], stream["seen"] + len(v))
+            frames.append(pl.DataFrame({**cols, **{c: score[i].double().numpy() for i, c in enumerate(names)}}))
+        return pl.concat(frames)
+
+    @torch.no_grad()
     def forecast_windows(self, windows: np.ndarray) -> np.ndarray:
         """Forecasts (N, horizon, C) from N independent windows (N, T, C) read from a fresh memory.
 

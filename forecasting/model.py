@@ -50,12 +50,17 @@ class ForecastNet(nn.Module):
         scale = (((x - level[..., None]) * seen).pow(2).sum(-1) / count + _EPS).sqrt()
         return torch.where(seen, (x - level[..., None]) / scale[..., None], 0.0), level, scale
 
+    def tokens(self, y: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The encoder's input (B, T, d_model): latest `patch` normalised values, level and log-scale."""
+        win, level, scale = self.windows(context, y)
+        feats = torch.cat([win[..., -self.patch:], level[..., None], scale.log()[..., None]], dim=-1)
+        return self.embed(feats.flatten(2)), win, level, scale
+
     def forward(self, y: Tensor, context: Tensor, state: MemoryState | None = None,
                 memorize: bool = True) -> tuple[Tensor, Tensor, MemoryState]:
         B, T, n = y.shape
-        win, level, scale = self.windows(context, y)
-        feats = torch.cat([win[..., -self.patch:], level[..., None], scale.log()[..., None]], dim=-1)
-        h, state = self.encoder(self.embed(feats.flatten(2)), state, memorize)
+        tokens, win, level, scale = self.tokens(y, context)
+        h, state = self.encoder(tokens, state, memorize)
         out = self.head(h).view(B, T, n, self.horizon, 1 + self.quantiles.numel())
         point_n = self.linear(win) + out[..., 0]
         point = level[..., None] + scale[..., None] * point_n

@@ -184,3 +184,13 @@ def test_panel_long_format():
     nxt = pl.DataFrame({"id": ["b"], "t": [long["t"][-1] + pd.Timedelta(days=1)], "v": [0.5]})
     f.update(nxt)
     assert f.streams_["b"]["seen"] == 301 and f.streams_["a"]["seen"] == 300
+
+
+def test_surprise_frame_is_aligned_and_spikes_on_an_anomaly(fitted):
+    y = series()[300:360].copy()
+    y[30, 0] += 8.0  # a spike the memory cannot have expected
+    frame = fitted.surprise(y)
+    assert frame.columns == ["step", "0", "1"] and frame["step"].to_list() == list(range(300, 360))
+    s = frame["0"].to_numpy()
+    assert s[30] > 3 * np.median(s)
+    assert fitted.streams_[None]["seen"] == 300  # the forecaster did not move
