@@ -3,6 +3,7 @@
     titans-ts forecast --data load.csv --horizon 24 --out forecast.csv --plot forecast.png
     titans-ts backtest --data load.csv --horizon 24 --test-fraction 0.2 --out backtest.csv
     titans-ts tune --data load.csv --horizon 24 --trials 20 --storage sqlite:///study.db
+    titans-ts surprise --data load.csv --horizon 1 --plot surprise.png
 """
 from __future__ import annotations
 
@@ -114,6 +115,52 @@ def backtest(args) -> int:
     return 0
 
 
+def surprise(args) -> int:
+    frame = select(read_frame(args.data), args)
+    if not 0 < args.train_fraction < 1:
+        raise UsageError(f"--train-fraction must lie in (0, 1), got {args.train_fraction}")
+    cut = int(frame.height * args.train_fraction)
+    f = make(args).fit(frame.head(cut))
+    scores = f.surprise(frame.slice(cut))
+    if args.out:
+        write_output(args.out, lambda tmp: scores.write_csv(tmp))
+    if args.plot:
+        plot_surprise(frame, scores, f, cut, args.plot)
+    values = [c for c in scores.columns if c not in (f.like_.time_col, "step")]
+    top = scores.with_columns(pl.mean_horizontal(values).alias("mean")).sort("mean", descending=True).head(5)
+    print(f"most surprising steps after row {cut}:")
+    print(top)
+    return 0
+
+
+def plot_surprise(frame: pl.DataFrame, scores: pl.DataFrame, f: TitansForecaster, cut: int, path: str) -> None:
+    """The series (fitted part in grey) with the memory's surprise as a band under it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tcol = f.like_.time_col
+    x_all = frame[tcol] if tcol else np.arange(frame.height)
+    x_new = scores[tcol] if tcol else scores["step"]
+    cols = f.columns_
+    fig, axes = plt.subplots(len(cols) + 1, 1, figsize=(11, 2.2 * (len(cols) + 1)), sharex=True,
+                             gridspec_kw={"height_ratios": [2] * len(cols) + [1.4]})
+    for ax, c in zip(axes[:-1], cols):
+        ax.plot(x_all[:cut], frame[c][:cut], color="0.6", lw=0.8, label="fitted on")
+        ax.plot(x_all[cut:], frame[c][cut:], color="0.15", lw=0.9, label="streamed")
+        ax.set_ylabel(c)
+    axes[0].legend(loc="upper left", frameon=False, ncol=2)
+    axes[0].set_title("titans-ts: the memory's surprise while it streams the series")
+    band = scores.select(cols if not f.channel_mixing else ["surprise"]).to_numpy().mean(1)
+    axes[-1].fill_between(x_new, 0, band, color="tab:red", alpha=0.5, lw=0)
+    axes[-1].set_ylabel("surprise")
+    axes[-1].set_ylim(bottom=0)
+    fig.tight_layout()
+    write_output(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
 def tune(args) -> int:
     from .tuning import tune_forecaster
 
@@ -143,8 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     tn.add_argument("--trials", type=int, default=20)
     tn.add_argument("--storage", help="Optuna storage shared by workers: sqlite:///study.db or a .log journal file")
     tn.add_argument("--study", default="titans-ts", help="study name in the storage")
+    su = sub.add_parser("surprise", help="fit on the head of the file, then score the memory's surprise on the rest")
+    model_args(su)
+    su.add_argument("--train-fraction", type=float, default=0.5, help="head of the file to fit on (default 0.5)")
+    su.add_argument("--out", help="CSV of per-step surprise")
+    su.add_argument("--plot", help="PNG: the series with a surprise band under it")
     args = p.parse_args(argv)
-    return {"forecast": forecast, "backtest": backtest, "tune": tune}[args.command](args)
+    return {"forecast": forecast, "backtest": backtest, "tune": tune, "surprise": surprise}[args.command](args)
 
 
 def entry() -> int:
