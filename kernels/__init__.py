@@ -1,9 +1,12 @@
 """The memory-update math of Titans (paper §3), shaped like flash-linear-attention's `ops/<op>/`.
 
-`naive` is the ground truth (token by token, autograd gradients); `chunk` is the batched PyTorch path;
-`memory_update` is the one entry point the model calls.
+`naive` is the ground truth (token by token, autograd gradients); `chunk` is the batched PyTorch path
+with its own backward (CPU, or any device); `triton_chunk` holds the fused GPU kernels, imported only
+when used so that the package works without Triton. `memory_update` is the one entry point.
 """
 from __future__ import annotations
+
+import importlib.util
 
 from torch import Tensor
 
@@ -11,7 +14,19 @@ from .chunk import memory_chunk
 from .mlp import mlp_forward
 from .naive import memory_naive
 
-BACKENDS = ("auto", "chunk", "naive")
+BACKENDS = ("auto", "chunk", "naive", "triton")
+TRITON_DEPTHS = (1, 2)  # memory depths the Triton kernels cover
+
+
+def resolve_backend(q: Tensor, weights: tuple[Tensor, ...], backend: str = "auto") -> str:
+    """The implementation `memory_update` runs: "auto" means Triton for CUDA tensors when Triton is
+    installed and covers the depth, the chunk path otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    triton_ok = q.is_cuda and len(weights) in TRITON_DEPTHS and importlib.util.find_spec("triton") is not None
+    return "triton" if triton_ok else "chunk"
 
 
 def memory_update(
@@ -24,12 +39,15 @@ def memory_update(
 
     q, k, v: (B, H, T, D); theta, eta, alpha: (B, H, T) in (0, 1); weights and momentum: one
     (B, H, d_in, d_out) tensor per memory layer. Returns (y, weights, momentum). `backend` picks the
-    implementation: "auto" (the fastest for the device), "chunk" or "naive".
+    implementation: "auto" (the fastest for the device), "chunk", "naive" or "triton".
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    fn = memory_naive if backend == "naive" else memory_chunk
+    backend = resolve_backend(q, weights, backend)
+    if backend == "triton":
+        from .triton_chunk import memory_triton  # lazy: Triton is optional (no wheels for macOS)
+        fn = memory_triton
+    else:
+        fn = memory_naive if backend == "naive" else memory_chunk
     return fn(q, k, v, theta, eta, alpha, weights, momentum, chunk_size)
 
 
-__all__ = ["memory_update", "memory_chunk", "memory_naive", "mlp_forward", "BACKENDS"]
+__all__ = ["memory_update", "memory_chunk", "memory_naive", "mlp_forward", "resolve_backend", "BACKENDS"]

@@ -19,7 +19,12 @@ def mlp_forward(weights: tuple[Tensor, ...], x: Tensor) -> Tensor:
     return x
 
 
-def silu_grad(z: Tensor) -> Tensor:
-    """d SiLU(z) / dz = σ(z) (1 + z (1 − σ(z)))."""
+def silu_backward(grad: Tensor, z: Tensor) -> Tensor:
+    """grad · SiLU′(z), SiLU′(z) = σ(z) (1 + z (1 − σ(z))), in one fused kernel."""
+    return torch.ops.aten.silu_backward(grad, z)
+
+
+def silu_grad2(z: Tensor) -> Tensor:
+    """d² SiLU(z) / dz² = σ(z) (1 − σ(z)) (2 + z (1 − 2σ(z))), for the backward of the memory's own gradient."""
     s = torch.sigmoid(z)
-    return s * (1 + z * (1 - s))
+    return s * (1 - s) * (2 + z * (1 - 2 * s))

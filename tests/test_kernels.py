@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from titans_ts.kernels import chunk as chunk_module
 from titans_ts.kernels import memory_chunk, memory_naive, memory_update, mlp_forward
 
 
@@ -49,12 +50,14 @@ def test_chunk_equals_naive_float32():
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("depth", [1, 2])
-def test_chunk_gradients_equal_naive(depth):
-    tensors, L = make_inputs(T=13, depth=depth, grad=True)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("T,chunk", [(13, 4), (8, 4), (5, 1)])
+def test_chunk_gradients_equal_naive(depth, T, chunk):
+    """The hand-written backward of `ChunkUpdate` against autograd through the loop, for every input."""
+    tensors, L = make_inputs(T=T, depth=depth, grad=True)
     outs = []
     for fn in (memory_naive, memory_chunk):
-        y, w, s = call(fn, tensors, L, 4)
+        y, w, s = call(fn, tensors, L, chunk)
         loss = (y.sin().sum() + sum((x * x).sum() for x in w) + sum(x.cos().sum() for x in s))
         outs.append(torch.autograd.grad(loss, tensors))
     for g_naive, g_chunk in zip(*outs):
@@ -81,3 +84,30 @@ def test_entry_point_backends_agree_and_reject_unknown():
     torch.testing.assert_close(memory_update(*args, backend="naive")[0], memory_update(*args)[0])
     with pytest.raises(ValueError, match="backend"):
         memory_update(*args, backend="cuda-magic")
+
+
+def test_chunk_gradient_of_outputs_alone():
+    """Upstream gradient on y only (the final state unused): missing gradients count as zero."""
+    tensors, L = make_inputs(T=12, grad=True)
+    grads = [torch.autograd.grad(call(fn, tensors, L, 4)[0].sum(), tensors) for fn in (memory_naive, memory_chunk)]
+    for g_naive, g_chunk in zip(*grads):
+        torch.testing.assert_close(g_chunk, g_naive, atol=1e-6, rtol=0)
+
+
+def test_inference_keeps_no_states(monkeypatch):
+    """Under torch.no_grad the chunk path saves nothing for a backward and builds no graph."""
+    tensors, L = make_inputs(T=12, grad=True)
+    saves = []
+    scan = chunk_module.scan
+    monkeypatch.setattr(chunk_module, "scan", lambda *a, save=False: saves.append(save) or scan(*a, save=save))
+    with torch.no_grad():
+        y, w, s = call(memory_chunk, tensors, L, 4)
+    assert saves == [False] and y.grad_fn is None and all(x.grad_fn is None for x in w + s)
+
+
+def test_chunk_runs_in_bfloat16():
+    tensors, L = make_inputs(T=16, D=8, hidden=16, dtype=torch.float32)
+    y32, w32, _ = call(memory_chunk, tensors, L, 8)
+    y16, w16, _ = call(memory_chunk, [t.bfloat16() for t in tensors], L, 8)
+    assert y16.dtype == w16[0].dtype == torch.bfloat16
+    torch.testing.assert_close(y16.float(), y32, atol=0.1, rtol=0.05)

@@ -1,0 +1,101 @@
+"""Equality 2 of DESIGN.md: the Triton kernels equal the chunked PyTorch path (outputs, final state,
+gradients of every input). Without a GPU they run under the Triton interpreter (TRITON_INTERPRET=1)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported: kernels run on the CPU
+pytest.importorskip("triton")
+
+from titans_ts.kernels import memory_chunk, memory_update, resolve_backend  # noqa: E402
+from titans_ts.kernels import triton_chunk  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_inputs(B=2, H=2, T=37, D=8, depth=2, hidden=16, dtype=torch.float32, seed=0):
+    """Small, well-conditioned inputs (weights ~ 1/√fan-in), rounded to `dtype`, held in float32."""
+    g = torch.Generator().manual_seed(seed)
+    rand = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    q, k = (F.normalize(rand(B, H, T, D), dim=-1) for _ in range(2))
+    gates = [0.3 * torch.rand(B, H, T, generator=g), torch.rand(B, H, T, generator=g),
+             0.2 * torch.rand(B, H, T, generator=g)]
+    dims = [D] + [hidden] * (depth - 1) + [D]
+    w = [rand(B, H, a, b) / a ** 0.5 for a, b in zip(dims, dims[1:])]
+    s = [0.1 * rand(*x.shape) for x in w]
+    return [t.to(dtype).float().to(DEVICE) for t in (q, k, rand(B, H, T, D), *gates, *w, *s)]
+
+
+def run(fn, tensors, chunk, dtype):
+    """Outputs and gradients of a loss touching y, the final weights and the final momentum."""
+    leaves = [t.to(dtype).requires_grad_() for t in tensors]
+    L = (len(leaves) - 6) // 2
+    y, w, s = fn(*leaves[:6], tuple(leaves[6: 6 + L]), tuple(leaves[6 + L:]), chunk)
+    g = torch.Generator().manual_seed(1)
+    probes = [torch.randn(x.shape, generator=g).to(x) for x in (y, *w, *s)]
+    loss = sum((x * p).float().sum() for x, p in zip((y, *w, *s), probes))
+    grads = torch.autograd.grad(loss, leaves)
+    return [x.detach().float() for x in (y, *w, *s, *grads)]
+
+
+def assert_match(got, want, rel):
+    """Max error ≤ rel × the largest value, tensor by tensor: y, weights, momentum, then the gradients
+    of q, k, v, θ, η, α, initial weights, initial momentum."""
+    for i, (a, b) in enumerate(zip(got, want)):
+        scale = b.abs().max().item() + 1e-6
+        err = (a - b).abs().max().item()
+        assert err <= rel * scale, f"tensor {i}: max error {err:.2e} vs largest value {scale:.2e}"
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("dtype,rel", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)], ids=["float32", "bfloat16"])
+def test_triton_equals_chunk(depth, dtype, rel):
+    """T = 37 is not a multiple of the chunk (8): four chunks written, five read; 2 sequences × 2 heads."""
+    tensors = make_inputs(depth=depth)
+    want = run(memory_chunk, tensors, 8, torch.float32)
+    got = run(triton_chunk.memory_triton, tensors, 8, dtype)
+    assert got[0].shape == (2, 2, 37, 8)
+    assert_match(got, want, rel)
+
+
+def test_triton_hidden_tiles(monkeypatch):
+    """Depth 2 with the hidden layer streamed in three tiles, the last one partial (40 = 16 + 16 + 8)."""
+    monkeypatch.setattr(triton_chunk, "HIDDEN_TILE", 16)
+    tensors = make_inputs(B=1, T=21, hidden=40, seed=3)
+    assert_match(run(triton_chunk.memory_triton, tensors, 5, torch.float32),
+                 run(memory_chunk, tensors, 5, torch.float32), 1e-5)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_triton_inference_equals_chunk(depth):
+    tensors = make_inputs(depth=depth, T=20)
+    L = (len(tensors) - 6) // 2
+    args = (*tensors[:6], tuple(tensors[6: 6 + L]), tuple(tensors[6 + L:]), 4)
+    with torch.no_grad():
+        got, want = memory_update(*args, backend="triton"), memory_update(*args, backend="chunk")
+    for a, b in zip((got[0], *got[1], *got[2]), (want[0], *want[1], *want[2])):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_dispatch():
+    tensors = make_inputs(depth=2)
+    q, w = tensors[0], tuple(tensors[6:8])
+    assert resolve_backend(q, w) == ("triton" if q.is_cuda else "chunk")
+    assert resolve_backend(q, w + w[:1]) == "chunk"  # depth 3: no kernel, the chunk path
+    assert resolve_backend(q, w, "naive") == "naive"
+    with pytest.raises(ValueError, match="memory_depth"):
+        triton_chunk.memory_triton(*tensors[:6], w + w[:1], w + w[:1], 8)
+
+
+def test_package_imports_without_triton():
+    code = ("import sys; sys.modules['triton'] = None\n"
+            "import torch, titans_ts.kernels as K\n"
+            "x = torch.randn(1, 1, 8, 4); g = torch.full((1, 1, 8), 0.5); w = (torch.randn(1, 1, 4, 4),)\n"
+            "K.memory_update(x, x, x, g, g, g, w, w, 4)\n"
+            "assert K.resolve_backend(x, w) == 'chunk'")
+    subprocess.run([sys.executable, "-c", code], check=True)
