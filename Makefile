@@ -26,6 +26,7 @@ test-all: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+	$(PY) examples/dna_demo.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

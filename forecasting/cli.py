@@ -172,7 +172,7 @@ def tune(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> int:
     p = ArgumentParser(prog="titans-ts", description="Forecast with a Titans model whose memory keeps learning.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     fc = sub.add_parser("forecast", help="fit on the whole file and forecast the next --horizon steps")
@@ -199,9 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     return {"forecast": forecast, "backtest": backtest, "tune": tune, "surprise": surprise}[args.command](args)
 
 
-def entry() -> int:
-    return run(main, None, "titans-ts")
+def main(argv: list[str] | None = None) -> int:
+    """Run `titans-ts`; returns the exit status (0, or 2 for bad input with one line on stderr)."""
+    return run(_main, argv, "titans-ts")
 
 
 if __name__ == "__main__":
-    sys.exit(entry())
+    sys.exit(main())

@@ -28,8 +28,13 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None, prog: s
     `prog: error: …` on stderr and exit status 2, with no traceback."""
     try:
         return main(argv)
+    except BrokenPipeError:  # the reader (e.g. `head`) closed the pipe: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (UsageError, ValueError, TypeError, OSError, *expected) as err:
         message = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, OSError) and err.filename is not None:
+            message = f"{err.filename}: {err.strerror}"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
 

@@ -126,8 +126,9 @@ class NeuralMemory(nn.Module):
         theta, eta, alpha = self._gates(x)
         n_buf = st["buf.k"].shape[2]
         parts = {"k": k, "v": v, "theta": theta, "eta": eta, "alpha": alpha}
-        kk, vv, th, et, al = (torch.cat([st[f"buf.{n}"], t], dim=2) for n, t in parts.items())
-        reads = torch.cat([reads.new_zeros(*reads.shape[:2], n_buf, reads.shape[-1]), reads], dim=2)  # already read
+        kk, vv, th, et, al = (torch.cat([st[f"buf.{n}"], t], dim=2) if n_buf else t for n, t in parts.items())
+        if n_buf:  # buffered tokens were read in an earlier call
+            reads = torch.cat([reads.new_zeros(*reads.shape[:2], n_buf, reads.shape[-1]), reads], dim=2)
         y, w, s = memory_update(reads, kk, vv, th, et, al, self._weights(st, "w"), self._weights(st, "s"),
                                 self.chunk_size, backend=self.backend)
         for i in range(len(w)):

@@ -1,0 +1,19 @@
+"""DNA sequence classification with Titans neural long-term memory.
+
+`TitansDNAClassifier` (scikit-learn API) classifies sequences of any length into any number of classes;
+`scan` scores windows along long records as one stream; `reverse_complement` and `encode` implement the
+letter rule (case-insensitive; N and IUPAC codes as a uniform mix of their bases); the `titans-dna`
+command line lives in `titans_ts.genomics.cli`, the benchmark in `titans_ts.genomics.benchmark`.
+Names load lazily, so the command line answers `--help` and usage errors without importing torch.
+"""
+from importlib import import_module
+
+_HOME = {"TitansDNAClassifier": "classifier", "classification_metrics": "metrics", "Window": "scanning",
+         "scan": "scanning", "ALPHABET": "tokenize", "encode": "tokenize", "reverse_complement": "tokenize"}
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(import_module(f"titans_ts.genomics.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'titans_ts.genomics' has no attribute {name!r}")

@@ -1,0 +1,255 @@
+"""`TitansDNAClassifier`: a scikit-learn classifier of DNA sequences on the Titans encoder."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from torch.utils.data import DataLoader
+
+from titans_ts.config import TitansConfig, check_positive_int
+from titans_ts.datasets import stratified_split
+from titans_ts.io import load_bundle, save_bundle
+from titans_ts.training import fit as fit_loop
+
+from .data import ListDataset, StrandDataset, collate, seq_list
+from .model import POOLINGS, TOKENIZERS, DNANet
+from .tokenize import encode_all, pad_batch, reverse_complement_codes
+
+RC_MODES = ("average", "augment", None)
+_KIND = "titans_ts.genomics.TitansDNAClassifier"
+
+
+class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
+    """Classify DNA sequences (any length, any number of classes, string or integer labels).
+
+    Sequences are case-insensitive; N and the IUPAC codes count as a uniform mix of the bases they allow
+    (see `titans_ts.genomics.tokenize`). Bases are embedded (`tokenizer="nucleotide"`: one base per
+    position; `"kmer"`: the overlapping k-mer ending at each position), `stride` consecutive embeddings
+    are joined into one token, a `TitansEncoder` of the chosen `variant` reads the tokens and a linear
+    head classifies their mean (`pooling="mean"`) or their mean and maximum (`"meanmax"`). Sequences
+    longer than `max_len` bases stream through the encoder in pieces of `max_len`, the memory state
+    carried across, so length is bounded only by time.
+
+    rc: "average" trains on a random strand of each sequence every epoch (reverse-complement augmentation)
+    and averages the probabilities of both strands at prediction; "augment" only does the former; None
+    neither. Training holds out a stratified `validation_fraction` for early stopping (`patience` epochs)
+    and keeps the best epoch; `accelerator` goes to Lightning ("auto" trains on a GPU when there is one;
+    prediction runs on the CPU). `encoder_kwargs` passes further `TitansConfig` fields (e.g.
+    `memory_expansion`).
+    """
+
+    def __init__(self, variant: str = "mag", tokenizer: str = "kmer", k: int = 6, stride: int = 4,
+                 d_model: int = 64, n_layers: int = 2, heads: int = 4, window: int = 16, chunk_size: int = 16,
+                 memory_depth: int = 1, dropout: float = 0.1, encoder_kwargs: dict[str, Any] | None = None,
+                 pooling: str = "meanmax",
+                 max_len: int = 1024, rc: str | None = "average", epochs: int = 20, batch_size: int = 64,
+                 lr: float = 3e-3, weight_decay: float = 0.01, patience: int = 4, validation_fraction: float = 0.1,
+                 progress: bool = False, accelerator: str = "cpu", random_state: int | None = None):
+        self.variant = variant
+        self.tokenizer = tokenizer
+        self.k = k
+        self.stride = stride
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.heads = heads
+        self.window = window
+        self.chunk_size = chunk_size
+        self.memory_depth = memory_depth
+        self.dropout = dropout
+        self.encoder_kwargs = encoder_kwargs
+        self.pooling = pooling
+        self.max_len = max_len
+        self.rc = rc
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.progress = progress
+        self.accelerator = accelerator
+        self.random_state = random_state
+
+    # -- building -----------------------------------------------------------------------------------
+    def _config(self) -> TitansConfig:
+        """The encoder configuration; ValueError (from TitansConfig) on a bad encoder parameter."""
+        extra = dict(self.encoder_kwargs or {})
+        clash = sorted(set(extra) & {"d_model", "n_layers", "heads", "variant", "window", "chunk_size",
+                                     "memory_depth", "dropout"})
+        if clash:
+            raise ValueError(f"encoder_kwargs repeats parameters of the classifier: {clash}")
+        try:
+            return TitansConfig(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
+                                window=self.window, chunk_size=self.chunk_size, memory_depth=self.memory_depth,
+                                dropout=self.dropout, **extra)
+        except TypeError as err:
+            raise ValueError(f"encoder_kwargs: {err}") from None
+
+    def _check_params(self) -> TitansConfig:
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.rc not in RC_MODES:
+            raise ValueError(f"rc must be one of {RC_MODES}, got {self.rc!r}")
+        for name in ("k", "stride", "max_len", "epochs", "batch_size", "patience"):
+            check_positive_int(name, getattr(self, name))
+        if self.tokenizer == "kmer" and self.k > 8:
+            raise ValueError(f"k must be at most 8 (4**k embeddings), got {self.k}")
+        if self.max_len % self.stride:
+            raise ValueError(f"max_len ({self.max_len}) must be a multiple of stride ({self.stride})")
+        if not _is_number(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}")
+        if not _is_number(self.validation_fraction) or not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+        seed = self.random_state
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
+        return self._config()
+
+    def _build(self, n_classes: int, config: TitansConfig) -> DNANet:
+        return DNANet(n_classes, config, self.tokenizer, self.k, self.stride, self.pooling)
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self, seqs: Sequence[str], y: Sequence[Any], names: Sequence[str] | None = None,
+            validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> TitansDNAClassifier:
+        """Train on sequences `seqs` (str) and labels `y`; `names` label sequences in error messages.
+
+        `validation=(seqs, y)` gives the early-stopping set explicitly instead of `validation_fraction`.
+        """
+        config = self._check_params()
+        seqs = seq_list(seqs)
+        labels = _labels(y, len(seqs), "y")
+        check_classification_targets(labels)
+        classes, codes_y = np.unique(labels, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"y must hold at least two classes, got {classes.tolist()}")
+        codes = encode_all(seqs, names)
+        seed = self.random_state
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % 2**31)
+        train, val = np.arange(len(seqs)), None
+        if validation is not None:
+            val_codes, val_y = self._validation_set(validation, classes)
+            val = np.arange(len(seqs), len(seqs) + len(val_codes))
+            codes, codes_y = codes + val_codes, np.concatenate([codes_y, val_y])
+        elif self.validation_fraction > 0:
+            fractions = (1 - self.validation_fraction, self.validation_fraction, 0.0)
+            train, val, _ = stratified_split(codes_y, fractions, seed)
+            if len(val) == 0 or len(train) == 0:
+                train, val = np.arange(len(seqs)), None
+        torch.manual_seed(seed)
+        model = self._build(len(classes), config)
+        targets = torch.as_tensor(codes_y, dtype=torch.long)
+        loader, val_loader = self._loaders(codes, targets, train, val)
+        piece = self.max_len
+
+        def step(net: DNANet, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(net(batch[0], batch[1], piece), batch[2])
+
+        result = fit_loop(model, loader, val_loader, step=step, max_epochs=self.epochs, lr=self.lr,
+                          weight_decay=self.weight_decay, patience=self.patience, seed=seed,
+                          progress=self.progress, accelerator=self.accelerator, devices=1)
+        self.model_ = model.cpu().eval()
+        self.classes_ = classes
+        self.train_length_ = int(np.median([len(codes[i]) for i in train]))
+        self.n_epochs_ = result.epochs
+        self.history_ = result.history
+        return self
+
+    def _validation_set(self, validation: tuple[Sequence[str], Sequence[Any]],
+                        classes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        seqs = seq_list(validation[0])
+        labels = _labels(validation[1], len(seqs), "validation labels")
+        unknown = sorted(set(labels.tolist()) - set(classes.tolist()))
+        if unknown:
+            raise ValueError(f"validation labels {unknown} do not occur in y")
+        codes = encode_all(seqs, [f"validation sequence {i}" for i in range(len(seqs))])
+        return codes, np.searchsorted(classes, labels)
+
+    def _loaders(self, codes: list[np.ndarray], targets: torch.Tensor, train: np.ndarray,
+                 val: np.ndarray | None) -> tuple[DataLoader, DataLoader | None]:
+        """Training batches (a random strand per sequence unless rc is None) and validation batches
+        (both strands when rc is set, as prediction reads them)."""
+        multiple, augment = self.stride, self.rc is not None
+        pad = lambda batch: collate(batch, multiple)  # noqa: E731
+        train_data = StrandDataset([codes[i] for i in train], targets[train], augment)
+        loader = DataLoader(train_data, batch_size=self.batch_size, shuffle=True, collate_fn=pad)
+        if val is None:
+            return loader, None
+        val_codes, val_targets = [codes[i] for i in val], targets[val]
+        if augment:
+            val_codes += [reverse_complement_codes(c) for c in val_codes]
+            val_targets = torch.cat([val_targets, val_targets])
+        return loader, DataLoader(ListDataset(val_codes, val_targets), batch_size=4 * self.batch_size, collate_fn=pad)
+
+    # -- prediction ---------------------------------------------------------------------------------
+    def predict_proba(self, seqs: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
+        """(n_sequences, n_classes) class probabilities, columns in the order of `classes_`."""
+        check_is_fitted(self, "model_")
+        codes = encode_all(seq_list(seqs), names)
+        probs = self._probabilities(codes)
+        if self.rc == "average":
+            probs = (probs + self._probabilities([reverse_complement_codes(c) for c in codes])) / 2
+        return probs.numpy().astype(np.float64)
+
+    def predict(self, seqs: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
+        """The most probable class of each sequence."""
+        check_is_fitted(self, "model_")
+        return self.classes_[self.predict_proba(seqs, names).argmax(axis=1)]
+
+    def _probabilities(self, codes: list[np.ndarray], batch_size: int = 128) -> torch.Tensor:
+        # every sequence carries its own memory weights: batches of ~128 stay in cache (faster than 512 on a CPU)
+        order = np.argsort([len(c) for c in codes], kind="stable")  # similar lengths share a batch
+        out = torch.empty(len(codes), len(self.classes_))
+        with torch.inference_mode():
+            for begin in range(0, len(codes), batch_size):
+                rows = order[begin: begin + batch_size]
+                x, lengths = pad_batch([codes[i] for i in rows], self.stride)
+                out[torch.as_tensor(rows)] = self.model_(x, lengths, self.max_len).float().softmax(-1)
+        return out
+
+    # -- files --------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model (weights in safetensors, parameters and class names as JSON), atomically."""
+        check_is_fitted(self, "model_")
+        meta = {"params": self.get_params(), "classes": self.classes_.tolist(), "train_length": self.train_length_,
+                "n_epochs": self.n_epochs_, "history": self.history_}
+        save_bundle(path, self.model_.state_dict(), meta, kind=_KIND)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TitansDNAClassifier:
+        """Read a model written by `save`; loading runs no code (ValueError for any other file)."""
+        tensors, meta = load_bundle(path, kind=_KIND)
+        clf = cls(**meta["params"])
+        model = clf._build(len(meta["classes"]), clf._check_params())
+        try:
+            model.load_state_dict(tensors)
+        except RuntimeError as err:
+            raise ValueError(f"{path}: weights do not match the saved parameters ({err})") from None
+        clf.model_ = model.eval()
+        clf.classes_ = np.asarray(meta["classes"])
+        clf.train_length_ = meta["train_length"]
+        clf.n_epochs_ = meta["n_epochs"]
+        clf.history_ = meta["history"]
+        return clf
+
+
+def _labels(y: Any, n: int, what: str) -> np.ndarray:
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"{what} must be 1-d with one label per sequence: {n} sequences, {what} of shape "
+                         f"{labels.shape}")
+    return labels
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

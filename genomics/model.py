@@ -1,0 +1,87 @@
+"""`DNANet`: bases -> token embeddings -> patches -> `TitansEncoder` -> masked pooling -> linear head.
+
+A sequence is read as a stream in pieces of at most `piece` bases; `Stream` carries what the next piece
+needs (the encoder's `MemoryState` and, for k-mers, the last k − 1 bases), so a sequence far longer than
+the attention window is read in bounded memory and the neural memory carries what the window cannot.
+Because the encoder is causal, right padding changes no valid output and pooling masks it out.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from titans_ts.config import TitansConfig
+from titans_ts.encoder import TitansEncoder
+from titans_ts.state import MemoryState
+
+from .tokenize import PAD, base_probabilities, kmer_ids
+
+TOKENIZERS = ("nucleotide", "kmer")
+POOLINGS = ("mean", "meanmax")
+
+
+class Stream(NamedTuple):
+    """Where a stream stopped: the encoder state and the last k − 1 base codes (k-mer context)."""
+
+    encoder: MemoryState | None
+    tail: Tensor
+
+
+class DNANet(nn.Module):
+    """Titans sequence classifier over base codes (see `titans_ts.genomics.tokenize`)."""
+
+    def __init__(self, n_classes: int, config: TitansConfig, tokenizer: str = "kmer", k: int = 3, stride: int = 1,
+                 pooling: str = "mean"):
+        super().__init__()
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.tokenizer, self.k, self.stride, self.pooling = tokenizer, k, stride, pooling
+        self.context = k - 1 if tokenizer == "kmer" else 0
+        d = config.d_model
+        if tokenizer == "kmer":
+            self.embed = nn.Embedding(4 ** k + 1, d)
+        else:
+            self.register_buffer("probs", base_probabilities(), persistent=False)
+            self.embed = nn.Linear(4, d)  # an ambiguity code embeds as the mean of its bases
+        self.patch = nn.Linear(stride * d, d) if stride > 1 else nn.Identity()
+        self.encoder = TitansEncoder(config)
+        self.head = nn.Linear(2 * d if pooling == "meanmax" else d, n_classes)
+
+    def start(self, batch: int, device: torch.device | str = "cpu") -> Stream:
+        return Stream(None, torch.full((batch, self.context), PAD, dtype=torch.long, device=device))
+
+    def tokens(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Stream]:
+        """Encoder outputs (B, n / stride, d) for the next piece of codes (B, n), n a multiple of stride."""
+        if self.tokenizer == "kmer":
+            full = torch.cat([stream.tail, codes], dim=1)
+            x = self.embed(kmer_ids(full, self.k))
+            tail = full[:, full.shape[1] - self.context:]
+        else:
+            x, tail = self.embed(self.probs[codes]), stream.tail
+        x = self.patch(x.reshape(x.shape[0], x.shape[1] // self.stride, -1))
+        h, state = self.encoder(x, stream.encoder)
+        return h, Stream(state, tail)
+
+    def classify(self, total: Tensor, count: Tensor, peak: Tensor) -> Tensor:
+        """Logits from pooled statistics: the sum (B, d), number (B,) and maximum (B, d) of valid outputs."""
+        mean = total / count[:, None]
+        return self.head(torch.cat([mean, peak], -1) if self.pooling == "meanmax" else mean)
+
+    def forward(self, codes: Tensor, lengths: Tensor, piece: int) -> Tensor:
+        """Logits (B, n_classes) for right-padded codes (B, L), L and `piece` multiples of stride."""
+        stream = self.start(codes.shape[0], codes.device)
+        total = peak = None
+        for begin in range(0, codes.shape[1], piece):
+            h, stream = self.tokens(codes[:, begin: begin + piece], stream)
+            first = torch.arange(h.shape[1], device=codes.device) * self.stride + begin  # first base of each token
+            valid = (first[None, :] < lengths[:, None])[..., None]
+            piece_sum = (h * valid).sum(1)
+            piece_max = h.masked_fill(~valid, float("-inf")).amax(1)
+            total = piece_sum if total is None else total + piece_sum
+            peak = piece_max if peak is None else torch.maximum(peak, piece_max)
+        count = (-(-lengths // self.stride)).clamp_min(1).to(total.dtype)
+        return self.classify(total, count, peak)

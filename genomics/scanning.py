@@ -1,0 +1,89 @@
+"""Score windows along a long record (a chromosome) as one stream, the memory state carried along.
+
+The record is read in steps of `stride` bases; each step's encoder outputs are summed once and kept
+for `window / stride` steps (with its maximum), so a window's score (the head on the pooled outputs) costs
+nothing extra and memory stays constant whatever the record's length. Unlike independent windows, every
+score sees the whole record before it through the neural memory. Only the forward strand is read: the
+memory runs in one direction.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from titans_ts.config import check_positive_int
+
+from .classifier import TitansDNAClassifier
+from .tokenize import encode, pad_batch
+
+
+class Window(NamedTuple):
+    """Bases [start, end) (0-based, end exclusive, as in BED) and the class probabilities there."""
+
+    start: int
+    end: int
+    probs: np.ndarray
+
+
+class _Step(NamedTuple):
+    """One step's pooled encoder outputs: its first base, their sum, number and maximum."""
+
+    start: int
+    total: torch.Tensor
+    count: int
+    peak: torch.Tensor
+
+
+def check_scan_steps(clf: TitansDNAClassifier, window: int, stride: int) -> None:
+    """ValueError unless window is a multiple of stride and stride of the model's token stride."""
+    check_positive_int("window", window)
+    check_positive_int("stride", stride)
+    if window % stride:
+        raise ValueError(f"window ({window}) must be a multiple of stride ({stride})")
+    if stride % clf.stride:
+        raise ValueError(f"stride ({stride}) must be a multiple of the model's token stride ({clf.stride})")
+
+
+def default_steps(clf: TitansDNAClassifier) -> tuple[int, int]:
+    """(window, stride): the typical training length, rounded up to two model strides, and half of it."""
+    check_is_fitted(clf, "model_")
+    unit = 2 * clf.stride
+    window = -(-clf.train_length_ // unit) * unit
+    return window, window // 2
+
+
+def scan(clf: TitansDNAClassifier, seq: str, window: int, stride: int, name: str = "sequence") -> Iterator[Window]:
+    """Windows of `window` bases every `stride` bases along `seq`, and a last one that reaches its end."""
+    check_is_fitted(clf, "model_")
+    check_scan_steps(clf, window, stride)
+    codes = encode(seq, name)
+    model = clf.model_
+    stream = model.start(1)
+    steps: deque[_Step] = deque(maxlen=window // stride)
+    emitted_end = 0
+    with torch.inference_mode():
+        for begin in range(0, len(codes), stride):
+            piece = codes[begin: begin + stride]
+            x, _ = pad_batch([piece], clf.stride)
+            h, stream = model.tokens(x, stream)
+            n_tokens = -(-len(piece) // clf.stride)
+            steps.append(_Step(begin, h[0, :n_tokens].sum(0), n_tokens, h[0, :n_tokens].amax(0)))
+            end = begin + len(piece)
+            if end - steps[0].start == window:
+                emitted_end = end
+                yield _score(clf, steps, end)
+        if emitted_end != len(codes):
+            yield _score(clf, steps, len(codes))
+
+
+def _score(clf: TitansDNAClassifier, steps: deque[_Step], end: int) -> Window:
+    total = torch.stack([s.total for s in steps]).sum(0, keepdim=True)
+    count = torch.tensor([sum(s.count for s in steps)], dtype=total.dtype)
+    peak = torch.stack([s.peak for s in steps]).amax(0, keepdim=True)
+    probs = clf.model_.classify(total, count, peak)[0].float().softmax(-1)
+    return Window(steps[0].start, end, probs.numpy().astype(np.float64))

@@ -1,0 +1,182 @@
+"""TitansDNAClassifier: learns, predicts probabilities, is strand-symmetric, saves exactly, follows sklearn."""
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from titans_ts.datasets import planted_motif_dna
+from titans_ts.genomics import TitansDNAClassifier, encode, reverse_complement, scan
+from titans_ts.genomics.tokenize import kmer_ids, pad_batch
+
+TINY = dict(d_model=16, n_layers=1, heads=2, window=8, chunk_size=8, k=3, stride=1, epochs=1, batch_size=32,
+            random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models run fastest on one thread, and 2-core CI runs two test workers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    seqs, labels = planted_motif_dna(120, 30, ["TATAAT"], seed=1)
+    return seqs, labels
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    torch.set_num_threads(1)
+    return TitansDNAClassifier(**TINY).fit(*data)
+
+
+# -- letters -------------------------------------------------------------------------------------------
+def test_encoding_ignores_case_and_reads_u_as_t():
+    assert np.array_equal(encode("acgtn"), encode("ACGTN"))
+    assert np.array_equal(encode("ACGU"), encode("ACGT"))
+
+
+def test_invalid_letter_names_sequence_and_position():
+    with pytest.raises(ValueError, match=r"seq7: invalid character 'X' at position 3"):
+        encode("ACXT", "seq7")
+    with pytest.raises(ValueError, match="empty sequence"):
+        encode("", "s")
+
+
+def test_reverse_complement_is_iupac_aware_and_an_involution():
+    assert reverse_complement("aACGTN") == "NACGTT"
+    assert reverse_complement("RYKMBVDHSW") == "WSDHBVKMRY"
+    seq = "ACGTRYSWKMBDHVN"
+    assert reverse_complement(reverse_complement(seq)) == seq
+
+
+def test_kmer_ids_and_unknown_kmers():
+    codes, _ = pad_batch([encode("ACGTN")])
+    ids = kmer_ids(torch.cat([torch.full((1, 1), 15), codes], 1), 2)  # one base of (padding) context
+    # k-mers ending at each base: ?A, AC, CG, GT, TN -> unknown, 1, 6, 11, unknown
+    assert ids.tolist() == [[16, 1, 6, 11, 16]]
+
+
+# -- learning ------------------------------------------------------------------------------------------
+def test_learns_a_planted_motif_well_above_chance():
+    seqs, labels = planted_motif_dna(800, 40, ["TATAAT"], seed=0)
+    clf = TitansDNAClassifier(d_model=16, n_layers=1, heads=2, k=6, stride=1, epochs=6, lr=0.02, dropout=0.0,
+                              batch_size=32, random_state=0)
+    clf.fit(seqs[:600], labels[:600])
+    assert clf.score(seqs[600:], labels[600:]) > 0.8
+
+
+def test_predict_proba_rows_sum_to_one_and_predict_gives_labels(fitted, data):
+    seqs, labels = data
+    probs = fitted.predict_proba(seqs)
+    assert probs.shape == (len(seqs), 2) and probs.dtype == np.float64
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+    assert np.array_equal(fitted.predict(seqs), fitted.classes_[probs.argmax(1)])
+    assert set(fitted.predict(seqs)) <= {0, 1}
+
+
+def test_reverse_complement_averaging_is_strand_symmetric(fitted, data):
+    seqs = data[0][:20] + ["ACGTNNRYACGTAC"]
+    np.testing.assert_allclose(fitted.predict_proba(seqs), fitted.predict_proba([reverse_complement(s) for s in seqs]),
+                               atol=1e-6)
+
+
+def test_case_does_not_matter(fitted, data):
+    seqs = data[0][:10]
+    np.testing.assert_array_equal(fitted.predict_proba(seqs), fitted.predict_proba([s.lower() for s in seqs]))
+
+
+def test_variable_lengths_and_long_sequences_stream_in_pieces(fitted):
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), n)) for n in (5, 31, 300)]
+    alone = np.vstack([fitted.predict_proba([s]) for s in seqs])
+    np.testing.assert_allclose(fitted.predict_proba(seqs), alone, atol=1e-5)  # padding changes nothing
+    codes, lengths = pad_batch([encode(seqs[2])])
+    with torch.inference_mode():
+        whole = fitted.model_(codes, lengths, 1024)
+        pieces = fitted.model_(codes, lengths, 7)  # 300 bases in pieces of 7, memory carried between them
+    torch.testing.assert_close(whole, pieces, atol=1e-5, rtol=1e-5)
+
+
+def test_string_labels_and_more_than_two_classes():
+    seqs, _ = planted_motif_dna(90, 24, ["A"], seed=2)
+    labels = np.array(["cat", "dog", "emu"])[np.arange(90) % 3]
+    clf = TitansDNAClassifier(**TINY).fit(seqs, labels)
+    assert clf.classes_.tolist() == ["cat", "dog", "emu"]
+    assert clf.predict_proba(seqs).shape == (90, 3)
+    assert set(clf.predict(seqs)) <= {"cat", "dog", "emu"}
+    ints = TitansDNAClassifier(**TINY).fit(seqs, np.array([3, 7, 11])[np.arange(90) % 3])
+    assert ints.classes_.tolist() == [3, 7, 11] and ints.predict(seqs[:3]).dtype.kind == "i"
+
+
+def test_same_random_state_same_model(data):
+    a = TitansDNAClassifier(**TINY).fit(*data).predict_proba(data[0])
+    b = TitansDNAClassifier(**TINY).fit(*data).predict_proba(data[0])
+    np.testing.assert_array_equal(a, b)
+
+
+# -- files ---------------------------------------------------------------------------------------------
+def test_save_load_gives_identical_probabilities(fitted, data, tmp_path):
+    fitted.save(tmp_path / "m.titans")
+    loaded = TitansDNAClassifier.load(tmp_path / "m.titans")
+    np.testing.assert_array_equal(loaded.predict_proba(data[0]), fitted.predict_proba(data[0]))
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.classes_.tolist() == fitted.classes_.tolist()
+    with pytest.raises(ValueError, match="not a titans-ts model file"):
+        TitansDNAClassifier.load(tmp_path / "missing.titans")
+
+
+# -- scikit-learn hygiene ------------------------------------------------------------------------------
+def test_sklearn_parameters_clone_and_not_fitted():
+    clf = TitansDNAClassifier(variant="mal", k=5, encoder_kwargs={"memory_expansion": 2})
+    assert clf.get_params()["k"] == 5 and clone(clf).get_params() == clf.get_params()
+    assert clf.set_params(variant="lmm").variant == "lmm"
+    with pytest.raises(NotFittedError):
+        clf.predict(["ACGT"])
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(variant="xyz"), "variant must be one of"),
+    (dict(tokenizer="bpe"), "tokenizer must be one of"),
+    (dict(rc="both"), "rc must be one of"),
+    (dict(k=0), "k must be an integer >= 1"),
+    (dict(max_len=10, stride=4), "multiple of stride"),
+    (dict(encoder_kwargs={"window": 3}), "repeats parameters"),
+    (dict(encoder_kwargs={"bogus": 1}), "encoder_kwargs"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+])
+def test_bad_parameters_fail_in_fit_and_change_nothing(fitted, data, params, message):
+    clf = clone(fitted).set_params(**params)
+    with pytest.raises(ValueError, match=message):
+        clf.fit(*data)
+    assert not hasattr(clf, "model_")
+
+
+def test_bad_input_is_refused_and_a_fitted_model_is_kept(fitted, data):
+    before = fitted.predict_proba(data[0][:5])
+    with pytest.raises(ValueError, match=r"sequence 1: invalid character '!' at position 2"):
+        fitted.fit(["ACGT", "A!GT"], [0, 1])
+    with pytest.raises(TypeError, match="single string"):
+        fitted.predict("ACGT")
+    with pytest.raises(ValueError, match="one label per sequence"):
+        fitted.fit(["ACGT", "AAGT"], [0])
+    with pytest.raises(ValueError, match="at least two classes"):
+        fitted.fit(["ACGT", "AAGT"], [1, 1])
+    np.testing.assert_array_equal(fitted.predict_proba(data[0][:5]), before)
+
+
+# -- scan ----------------------------------------------------------------------------------------------
+def test_scan_first_window_equals_prediction_and_windows_cover_the_record(data):
+    clf = TitansDNAClassifier(**{**TINY, "rc": "augment"}).fit(*data)  # forward strand only, as scan reads
+    record = "".join(data[0][:4])  # 120 bases
+    windows = list(scan(clf, record, window=30, stride=10))
+    assert [(w.start, w.end) for w in windows] == [(s, s + 30) for s in range(0, 91, 10)]
+    np.testing.assert_allclose(windows[0].probs, clf.predict_proba([record[:30]])[0], atol=1e-5)
+    ragged = list(scan(clf, record[:95], window=30, stride=10))
+    assert ragged[-1].end == 95 and ragged[-1].start == 70
+    with pytest.raises(ValueError, match="multiple of stride"):
+        next(scan(clf, record, window=30, stride=7))

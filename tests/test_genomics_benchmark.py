@@ -1,0 +1,23 @@
+"""The genomics benchmark's --quick smoke run on the shared data: a table and JSON with both models."""
+import json
+from pathlib import Path
+
+import pytest
+
+from titans_ts.genomics.benchmark import main
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "genomics"
+
+
+@pytest.mark.skipif(not (DATA / "gb_human_nontata_promoters_test.tsv").exists(), reason="shared data not present")
+def test_quick_benchmark_writes_table_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--threads", "1", "--data-dir", str(DATA), "--datasets", "nontata", "ecoli",
+                 "--json", str(out)]) == 0
+    assert "6-mer logreg" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    rows = {(r["dataset"], r["model"]): r for r in report["rows"]}
+    assert set(rows) == {(d, m) for d in ("nontata", "ecoli") for m in ("titans-mag", "6-mer logreg")}
+    assert all(0 <= r["accuracy"] <= 1 and r["infer_seq_s"] > 0 for r in rows.values())
+    assert rows[("ecoli", "titans-mag")]["independent_recall"] is not None
+    assert "split" in report["meta"] and "date" in report["meta"]
