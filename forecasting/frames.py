@@ -39,6 +39,8 @@ def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: st
             raise ValueError(f"{what} must be 1-D (T,) or 2-D (T, C), got shape {y.shape}")
         if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
             raise ValueError(f"{what} must be numeric, got dtype {y.dtype}")
+        if len(y) == 0 or y.size == 0:
+            raise ValueError(f"{what} has no rows (shape {y.shape})")
         values = y.reshape(len(y), -1).astype(np.float64)
         cols = [str(i) for i in range(values.shape[1])]
         _check_finite(values, cols, what)
