@@ -207,21 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --data {args.data}: no such file", file=sys.stderr)
         return 2
     params = dict(variant=args.variant, max_epochs=args.epochs, random_state=args.seed)
+    runs = {"standard": [lambda h=h: ett_standard(args.data, h, args.lookback, params) for h in args.horizons],
+            "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
+            "memorization": [lambda: memorization(24, dict(params, window=32))],
+            "latency": [lambda: update_latency(args.data, params)],
+            "anomaly": [lambda: anomalies(params, seed=args.seed)]}
     results = []
     for protocol in args.protocols:
-        if protocol == "standard":
-            for h in args.horizons:
-                results += ett_standard(args.data, h, args.lookback, params)
-        elif protocol == "online":
-            for h in args.online_horizons:
-                results += online(args.data, h, 60, params)
-        elif protocol == "memorization":
-            results += memorization(24, dict(params, window=32))
-        elif protocol == "latency":
-            results += update_latency(args.data, params)
-        else:
-            results += anomalies(params, seed=args.seed)
-        print_table(results[-1:])
+        for run in runs[protocol]:
+            rows = run()
+            print_table(rows)  # as each finishes: a long run shows its progress
+            results += rows
+    print("\nall results:")
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps({"dataset": Path(args.data).stem, "results": results}, indent=2))
