@@ -1,7 +1,9 @@
 """Forecast a real series, then stream new observations into the model's memory and forecast again.
 
-ETTh1 (bundled, CC BY-ND 4.0): hourly transformer load and oil temperature. Writes forecast.png.
+ETTh1 (bundled, CC BY-ND 4.0): hourly transformer load and oil temperature. Writes out/forecast.png.
 """
+from pathlib import Path
+
 import numpy as np
 
 from titans_ts.datasets import load_bundled_ett
@@ -26,5 +28,6 @@ print(f"after streaming 48 new rows: MSE {np.mean((later['OT'] - truth['OT']).to
 lo, hi = f.predict_interval(coverage=0.9)
 out = later.with_columns(*[lo[c].alias(f"{c}_lower") for c in ("HUFL", "OT")],
                          *[hi[c].alias(f"{c}_upper") for c in ("HUFL", "OT")])
-plot(frame.head(2448), out, f, ["HUFL", "OT"], "forecast.png", 0.9)
-print("wrote forecast.png: history, forecast and its 90% interval")
+Path("out").mkdir(exist_ok=True)
+plot(frame.head(2448), out, f, ["HUFL", "OT"], "out/forecast.png", 0.9)
+print("wrote out/forecast.png: history, forecast and its 90% interval")
