@@ -237,6 +237,18 @@ class TitansForecaster(BaseEstimator):
         adj = torch.where(levels >= 0.5, adj, lo)
         return torch.stack([torch.quantile(r[i], adj[i, 0, 0].item(), dim=-1) for i in range(len(QUANTILES))]).numpy()
 
+    def _continuation(self, y, what: str) -> Panel:
+        """`y` as a Panel, checked to continue the fitted series: same columns, known series, time stamps alike."""
+        panel = to_panel(y, self.like_.time_col, self.like_.id_col, what=what)
+        if panel.columns != self.columns_:
+            raise ValueError(f"{what} has columns {panel.columns}, the fitted series has {self.columns_}")
+        if (panel.time_col is None) != (self.like_.time_col is None):
+            raise ValueError(f"{what} must carry time stamps exactly when the fitted series did")
+        unknown = [k for k in panel.values if k not in self.streams_]
+        if unknown:
+            raise ValueError(f"{what} holds series {unknown[0]!r}, which fit did not see")
+        return panel
+
     # -- the public streaming API ---------------------------------------------------------------------
     def update(self, y_new, memorize: bool = True) -> TitansForecaster:
         """Stream new observations that continue the fitted series; the memory learns from them if `memorize`.
@@ -244,15 +256,9 @@ class TitansForecaster(BaseEstimator):
         Cost is proportional to the new rows. On any error the forecaster is left exactly as it was.
         """
         self._check_fitted()
-        panel = to_panel(y_new, self.like_.time_col, self.like_.id_col, what="y_new")
-        if panel.columns != self.columns_:
-            raise ValueError(f"y_new has columns {panel.columns}, the fitted series has {self.columns_}")
-        if (panel.time_col is None) != (self.like_.time_col is None):
-            raise ValueError("y_new must carry time stamps exactly when the fitted series did")
+        panel = self._continuation(y_new, "y_new")
         streams = dict(self.streams_)
         for key, v in panel.values.items():
-            if key not in streams:
-                raise ValueError(f"y_new holds series {key!r}, which fit did not see")
             stream, t = streams[key], panel.times[key]
             if t is not None and stream["step"] is not None:
                 expected = stream["last_time"] + stream["step"]
@@ -322,13 +328,9 @@ class TitansForecaster(BaseEstimator):
         stride = self.horizon if stride is None else stride
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
-        panel = to_panel(y, self.like_.time_col, self.like_.id_col)
-        if panel.columns != self.columns_:
-            raise ValueError(f"y has columns {panel.columns}, the fitted series has {self.columns_}")
+        panel = self._continuation(y, "y")
         rows = []
         for key, v in panel.values.items():
-            if key not in self.streams_:
-                raise ValueError(f"y holds series {key!r}, which fit did not see")
             origins = list(range(start, len(v) - self.horizon + 1, stride))
             if not origins:
                 raise ValueError(f"y has {len(v)} rows: no origin from {start} leaves a whole horizon of {self.horizon}")
@@ -361,13 +363,9 @@ class TitansForecaster(BaseEstimator):
         import polars as pl
 
         self._check_fitted()
-        panel = to_panel(y, self.like_.time_col, self.like_.id_col)
-        if panel.columns != self.columns_:
-            raise ValueError(f"y has columns {panel.columns}, the fitted series has {self.columns_}")
+        panel = self._continuation(y, "y")
         frames = []
         for key, v in panel.values.items():
-            if key not in self.streams_:
-                raise ValueError(f"y holds series {key!r}, which fit did not see")
             stream = self.streams_[key]
             x = self._layout(torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32))
             tokens = self.net_.tokens(x, stream["context"])[0]
