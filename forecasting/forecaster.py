@@ -40,7 +40,7 @@ class _Segments(Dataset):
             starts = list(range(a, max(a, last - length + 2), stride)) or [a]
             if last - length + 1 > a and starts[-1] != last - length + 1:
                 starts.append(last - length + 1)  # cover the end
-            for start in starts:
+            for start in (x for x in starts if x <= last):  # a part shorter than the horizon yields nothing
                 for c in ([None] if mixing else range(s.shape[1])):
                     self.items.append((i, start, c, last))
 
@@ -148,12 +148,11 @@ class TitansForecaster(BaseEstimator):
                     panel.times[k] = np.concatenate([panel.times[k], held.times[k]])
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
-        allv = np.concatenate(list(panel.values.values()))
         train_rows = np.concatenate([v[: cut[k]] for k, v in panel.values.items()])
         mean, std = train_rows.mean(0), train_rows.std(0)
         std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
         scaled = [torch.tensor((v - mean) / std, dtype=torch.float32) for v in panel.values.values()]
-        net = self._net(allv.shape[1])
+        net = self._net(len(panel.columns))
         length = self.segment_length or 2 * self.lookback
         stride = max(1, length // 8)
         train_cut = [c if (len(v) - c) > self.horizon else len(v) for c, v in zip(cut.values(), scaled)]
@@ -164,7 +163,6 @@ class TitansForecaster(BaseEstimator):
         if has_val:
             val_set = _Segments(scaled, train_cut, [len(v) for v in scaled], length, self.lookback, self.horizon,
                                 self.channel_mixing, length)
-            val_set.items = [it for it in val_set.items if it[1] < it[3] + 1]
         g = torch.Generator().manual_seed(self.random_state or 0)
         loader = DataLoader(train, batch_size=self.batch_size, shuffle=True, generator=g)
         val_loader = DataLoader(val_set, batch_size=self.batch_size) if val_set and len(val_set) else None

@@ -16,3 +16,12 @@ def make_encoder():
         return TitansEncoder(TitansConfig(**kw)).double()
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """Small models run fastest on one thread, and 2-core CI runs two test workers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

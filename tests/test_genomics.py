@@ -13,13 +13,7 @@ TINY = dict(d_model=16, n_layers=1, heads=2, window=8, chunk_size=8, k=3, stride
             random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest on one thread, and 2-core CI runs two test workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,7 @@ from titans_ts.datasets import bundled_dna_path, read_labelled
 from titans_ts.genomics.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
