@@ -16,10 +16,10 @@ mem = NeuralMemory(d_model=32, heads=1, memory_depth=2, chunk_size=8, conv_kerne
 facts = torch.randn(1, 64, 32)
 state = mem.initial_state(batch_size=1)
 with torch.no_grad():
-    before = mem.surprise(facts, state, memorize=False)[0].mean().item()
+    before = mem.surprise(facts, state, memorize=False)[0].momentary.mean().item()
     for _ in range(10):
         _, state = mem(facts, state)  # read and memorise
-    after = mem.surprise(facts, state, memorize=False)[0].mean().item()
+    after = mem.surprise(facts, state, memorize=False)[0].momentary.mean().item()
 print(f"1. recall error of 64 associations: {before:.3f} before reading them, {after:.3f} after 10 passes")
 
 # 2. Streaming: feed a sequence in pieces, carrying the state, and get what one call gives.

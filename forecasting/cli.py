@@ -126,11 +126,15 @@ def surprise(args) -> int:
         write_output(args.out, lambda tmp: scores.write_csv(tmp))
     if args.plot:
         plot_surprise(frame, scores, f, cut, args.plot)
-    values = [c for c in scores.columns if c not in (f.like_.time_col, "step")]
-    top = scores.with_columns(pl.mean_horizontal(values).alias("mean")).sort("mean", descending=True).head(5)
+    top = scores.with_columns(pl.mean_horizontal(_momentary(f)).alias("mean")).sort("mean", descending=True).head(5)
     print(f"most surprising steps after row {cut}:")
     print(top)
     return 0
+
+
+def _momentary(f: TitansForecaster) -> list[str]:
+    """The momentary-surprise columns of `f.surprise(...)` (each has a `<name>_past` twin)."""
+    return ["surprise"] if f.channel_mixing else f.columns_
 
 
 def plot_surprise(frame: pl.DataFrame, scores: pl.DataFrame, f: TitansForecaster, cut: int, path: str) -> None:
@@ -152,10 +156,17 @@ def plot_surprise(frame: pl.DataFrame, scores: pl.DataFrame, f: TitansForecaster
         ax.set_ylabel(c)
     axes[0].legend(loc="upper left", frameon=False, ncol=2)
     axes[0].set_title("titans-ts: the memory's surprise while it streams the series")
-    band = scores.select(cols if not f.channel_mixing else ["surprise"]).to_numpy().mean(1)
-    axes[-1].fill_between(x_new, 0, band, color="tab:red", alpha=0.5, lw=0)
+    momentary = scores.select(_momentary(f)).to_numpy().mean(1)
+    past = scores.select([f"{c}_past" for c in _momentary(f)]).to_numpy().mean(1)
+    axes[-1].fill_between(x_new, 0, momentary, color="tab:red", alpha=0.5, lw=0, label="momentary (eq 12)")
     axes[-1].set_ylabel("surprise")
     axes[-1].set_ylim(bottom=0)
+    twin = axes[-1].twinx()  # the momentum has other units: its own scale
+    twin.plot(x_new, past, color="tab:blue", lw=0.9, label="past, ‖η S‖ (eq 13)")
+    twin.set_ylabel("past surprise")
+    twin.set_ylim(bottom=0)
+    axes[-1].legend(handles=axes[-1].get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0],
+                    loc="upper left", frameon=False, ncol=2)
     fig.tight_layout()
     write_output(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

@@ -354,9 +354,10 @@ class TitansForecaster(BaseEstimator):
     def surprise(self, y, memorize: bool = True):
         """The memory's momentary surprise at every step of `y`, a continuation of the streamed series.
 
-        A polars frame aligned with y's rows (its time stamps, else a step counter) with one column per
-        channel (mean over layers and heads; with channel mixing one `surprise` column): how badly the
-        memory recalled each step before learning it. The forecaster itself is not changed.
+        A polars frame aligned with y's rows (its time stamps, else a step counter). Per channel (with
+        channel mixing, for `surprise`), means over layers and heads: `<channel>`, the momentary surprise
+        (eq 12: how badly the memory recalled the step before learning it), and `<channel>_past`, the
+        past surprise (eq 13: the momentum ‖η_t S_{t−1}‖ the step inherits). The forecaster is not changed.
         """
         import polars as pl
 
@@ -367,14 +368,16 @@ class TitansForecaster(BaseEstimator):
             stream = self.streams_[key]
             x = self._layout(torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32))
             tokens = self.net_.tokens(x, stream["context"])[0]
-            score = self.net_.encoder.surprise(tokens, stream["mem"], memorize)[0].mean(-1)  # (B, T)
+            momentary, past = (p.mean(-1).double().numpy() for p in self.net_.encoder.surprise(tokens, stream["mem"], memorize)[0])
             names = ["surprise"] if self.channel_mixing else self.columns_
             cols = {} if key is None else {self.like_.id_col: [key] * len(v)}
             if panel.times[key] is not None:
                 cols[self.like_.time_col] = panel.times[key]
             else:
                 cols["step"] = np.arange(stream["seen"], stream["seen"] + len(v))
-            frames.append(pl.DataFrame({**cols, **{c: score[i].double().numpy() for i, c in enumerate(names)}}))
+            cols.update({c: momentary[i] for i, c in enumerate(names)})
+            cols.update({f"{c}_past": past[i] for i, c in enumerate(names)})
+            frames.append(pl.DataFrame(cols))
         return pl.concat(frames)
 
     @torch.no_grad()

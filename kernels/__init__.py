@@ -13,6 +13,7 @@ from torch import Tensor
 from .chunk import memory_chunk
 from .mlp import mlp_forward
 from .naive import memory_naive
+from .surprise import memory_surprise
 
 BACKENDS = ("auto", "chunk", "naive", "triton")
 TRITON_DEPTHS = (1, 2)  # memory depths the Triton kernels cover
@@ -50,4 +51,4 @@ def memory_update(
     return fn(q, k, v, theta, eta, alpha, weights, momentum, chunk_size)
 
 
-__all__ = ["memory_update", "memory_chunk", "memory_naive", "mlp_forward", "resolve_backend", "BACKENDS"]
+__all__ = ["memory_update", "memory_chunk", "memory_naive", "memory_surprise", "mlp_forward", "resolve_backend", "BACKENDS"]

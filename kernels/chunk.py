@@ -27,20 +27,27 @@ _TINY = 1e-30
 State = tuple[Tensor, ...]
 
 
+def momentum_scan(eta: Tensor) -> tuple[Tensor, Tensor]:
+    """The momentum recursion of a chunk as a matrix, gates (..., C) -> L (..., C, C), β (..., C).
+
+    L[i, j] = ∏_{j<m≤i} η_m for j ≤ i, else 0, and β_i = ∏_{m≤i} η_m, so that within a chunk
+    S_i = β_i S₀ − Σ_j L[i, j] θ_j u_j (eq 13 unrolled).
+    """
+    log_eta = torch.log(eta.clamp_min(_TINY)).cumsum(-1)  # Σ_{m≤i} log η_m
+    diff = log_eta[..., :, None] - log_eta[..., None, :]
+    C = eta.shape[-1]
+    causal = torch.ones(C, C, dtype=torch.bool, device=eta.device).tril()
+    return torch.exp(diff.masked_fill(~causal, float("-inf"))), torch.exp(log_eta)
+
+
 def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tensor, ...]:
     """Per-chunk decay weights from gates shaped (..., N, C), all chunks at once.
 
     Returns c (..., N, C) and γ·θ (..., N, C) for the gradient sums, and β_C, A_C, Σ f β (..., N).
     """
-    log_eta = torch.log(eta.clamp_min(_TINY)).cumsum(-1)  # Σ_{m≤i} log η_m
+    L, beta = momentum_scan(eta)
     log_keep = torch.log((1 - alpha).clamp_min(_TINY)).cumsum(-1)  # Σ_{m≤i} log(1 − α_m)
-    # L[i, j] = ∏_{j<m≤i} η_m for j ≤ i, else 0 (the momentum scan as a matrix, eq 13)
-    diff = log_eta[..., :, None] - log_eta[..., None, :]
-    C = theta.shape[-1]
-    causal = torch.ones(C, C, dtype=torch.bool, device=theta.device).tril()
-    L = torch.exp(diff.masked_fill(~causal, float("-inf")))
     f = torch.exp(log_keep[..., -1:] - log_keep)  # f_i = ∏_{i<m≤C} (1 − α_m)   (eq 14 unrolled)
-    beta = torch.exp(log_eta)  # β_i = ∏_{m≤i} η_m
     c = theta * (f.unsqueeze(-2) @ L).squeeze(-2)
     gamma_theta = theta * L[..., -1, :]
     return c, gamma_theta, beta[..., -1], torch.exp(log_keep[..., -1]), (f * beta).sum(-1)
@@ -87,11 +94,17 @@ def chunk_step(w: State, s: State, rows: Tensor, v: Tensor, c: Tensor, gt: Tenso
     C = v.shape[-2]
     ins, pre, out = forward_rows(w, rows)
     gs, _ = surprise_grads(w, [z[..., C:, :] for z in pre], out[..., C:, :], v)
-    keys = [a[..., C:, :] for a in ins]
+    w_new, s_new = write(w, s, [a[..., C:, :] for a in ins], gs, c, gt, beta, keep, fbeta)
+    return out[..., :C, :], w_new, s_new
+
+
+def write(w: State, s: State, keys: list[Tensor], gs: list[Tensor], c: Tensor, gt: Tensor,
+          beta: Tensor, keep: Tensor, fbeta: Tensor) -> tuple[State, State]:
+    """A chunk's write from each layer's inputs `keys` and output gradients `gs` (u_j = a_jᵀ g_j)."""
     s_new = tuple(matmul_add_(beta * s_l, a.mT, gt * g, -1) for s_l, a, g in zip(s, keys, gs))  # eq 13
     w_new = tuple(matmul_add_((keep * w_l).addcmul_(fbeta, s_l), a.mT, c * g, -1)  # eq 14
                   for w_l, s_l, a, g in zip(w, s, keys, gs))
-    return out[..., :C, :], w_new, s_new
+    return w_new, s_new
 
 
 def _chunk_args(coef: tuple[Tensor, ...], n: int, dtype: torch.dtype) -> tuple[Tensor, ...]:

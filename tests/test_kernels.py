@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from titans_ts.kernels import chunk as chunk_module
-from titans_ts.kernels import memory_chunk, memory_naive, memory_update, mlp_forward
+from titans_ts.kernels import memory_chunk, memory_naive, memory_surprise, memory_update, mlp_forward
 
 
 def make_inputs(B=2, H=2, T=21, D=4, depth=2, hidden=8, dtype=torch.float64, seed=0, grad=False):
@@ -111,3 +111,51 @@ def test_chunk_runs_in_bfloat16():
     y16, w16, _ = call(memory_chunk, [t.bfloat16() for t in tensors], L, 8)
     assert y16.dtype == w16[0].dtype == torch.bfloat16
     torch.testing.assert_close(y16.float(), y32, atol=0.1, rtol=0.05)
+
+
+def surprise_reference(k, v, theta, eta, alpha, w, s, chunk):
+    """Token by token with autograd: the loss each token meets and ‖η_t S_{t−1}‖, momentum formed explicitly."""
+    w, s = list(w), list(s)
+    losses, past = [], []
+    for start in range(0, k.shape[2], chunk):
+        w0, s0 = [x.detach().requires_grad_() for x in w], s
+        for t in range(start, min(start + chunk, k.shape[2])):
+            with torch.enable_grad():
+                loss = (mlp_forward(tuple(w0), k[:, :, t: t + 1]) - v[:, :, t: t + 1]).pow(2).sum((-2, -1))
+                grads = torch.autograd.grad(loss.sum(), w0)
+            et = eta[:, :, t, None, None]
+            losses.append(loss.detach())
+            past.append(sum((et * x).pow(2).sum((-2, -1)) for x in s).sqrt())
+            s = [et * x - theta[:, :, t, None, None] * g for x, g in zip(s, grads)]
+            w = [(1 - alpha[:, :, t, None, None]) * x + y for x, y in zip(w, s)]
+        if t - start + 1 < chunk:  # a partial chunk is scored, not written
+            w, s = [x.detach() for x in w0], s0
+    return torch.stack(losses, -1), torch.stack(past, -1), w, s
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("T,chunk", [(21, 5), (8, 4), (3, 8)])
+def test_surprise_equals_token_loop(depth, T, chunk):
+    (q, k, v, th, et, al, *state), L = make_inputs(T=T, depth=depth)
+    w, s = tuple(state[:L]), tuple(state[L:])
+    momentary, past, w_new, s_new = memory_surprise(k, v, th, et, al, w, s, chunk)
+    ref_m, ref_p, ref_w, ref_s = surprise_reference(k, v, th, et, al, w, s, chunk)
+    torch.testing.assert_close(momentary, ref_m, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(past, ref_p, atol=1e-10, rtol=1e-10)
+    # the state it writes is the update's
+    _, w_upd, s_upd = memory_chunk(q, k, v, th, et, al, w, s, chunk)
+    for a, b, c in zip(w_new + s_new, w_upd + s_upd, ref_w + ref_s):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(a, c, atol=1e-10, rtol=1e-10)
+
+
+def test_surprise_without_memorizing_scores_every_chunk_at_the_given_state():
+    (q, k, v, th, et, al, *state), L = make_inputs(T=12, depth=2)
+    w, s = tuple(state[:L]), tuple(state[L:])
+    momentary, past, w_new, s_new = memory_surprise(k, v, th, et, al, w, s, 4, memorize=False)
+    assert all(a is b for a, b in zip(w_new + s_new, w + s))
+    for a in (0, 4, 8):  # each chunk alone, from the given state
+        m, p, _, _ = memory_surprise(k[:, :, a:a + 4], v[:, :, a:a + 4], th[:, :, a:a + 4], et[:, :, a:a + 4],
+                                     al[:, :, a:a + 4], w, s, 4)
+        torch.testing.assert_close(momentary[..., a:a + 4], m)
+        torch.testing.assert_close(past[..., a:a + 4], p)

@@ -28,7 +28,7 @@ def test_test_time_learning_is_real(depth):
     x = torch.randn(1, 64, 32, dtype=torch.float64)  # K = 64 associations k(x_i) -> v(x_i)
     state = mem.initial_state(1, dtype=torch.float64)
     with torch.no_grad():
-        recall = lambda st: mem.surprise(x, st, memorize=False)[0].mean()  # noqa: E731
+        recall = lambda st: mem.surprise(x, st, memorize=False)[0].momentary.mean()  # noqa: E731
         before = recall(state)
         on, off = state, state
         for _ in range(20):  # stream the associations repeatedly, as a recurring pattern would
@@ -102,14 +102,19 @@ def test_surprise_scores_each_token_before_its_chunk_is_learnt():
     mem = NeuralMemory(16, heads=2, chunk_size=4).double()
     x = torch.randn(2, 11, 16, dtype=torch.float64)
     _, s0 = mem(x[:, :3])  # three tokens wait in the buffer
-    score, s1 = mem.surprise(x[:, 3:], s0)
+    (score, past), s1 = mem.surprise(x[:, 3:], s0)
     _, s_fwd = mem(x[:, 3:], s0)
-    assert score.shape == (2, 8, 2)
-    assert all(torch.equal(s1[k], s_fwd[k]) for k in s_fwd)  # same learning as forward
+    assert score.shape == past.shape == (2, 8, 2) and (past >= 0).all()
+    for k in s_fwd:  # the same learning as forward
+        torch.testing.assert_close(s1[k], s_fwd[k], atol=1e-12, rtol=1e-12)
     # the first token completes the buffered chunk: scored at the starting weights, as a read-only probe is
     probe, _ = mem.surprise(x[:, 3:4], s0, memorize=False)
-    torch.testing.assert_close(score[:, :1], probe)
-    # tokens of the next chunk meet the weights after that chunk was learnt
+    torch.testing.assert_close(score[:, :1], probe.momentary)
+    # tokens of the next chunk meet the weights after that chunk was learnt, and inherit its momentum
     _, s_after = mem(x[:, 3:4], s0)
     probe, _ = mem.surprise(x[:, 4:8], s_after, memorize=False)
-    torch.testing.assert_close(score[:, 1:5], probe)
+    torch.testing.assert_close(score[:, 1:5], probe.momentary)
+    torch.testing.assert_close(past[:, 1:5], probe.past)
+    momentum = sum(s_after[f"s.{i}"].pow(2).sum((-2, -1)) for i in range(2)).sqrt()  # (B, H)
+    eta = torch.sigmoid(mem.to_gates(x[:, 4])[:, 2:4])  # η of the chunk's first token, per head
+    torch.testing.assert_close(past[:, 1], eta * momentum)

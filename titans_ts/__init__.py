@@ -7,7 +7,7 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 _HOME = {"TitansConfig": "config", "VARIANTS": "config", "TitansEncoder": "encoder",
-         "NeuralMemory": "memory", "MemoryState": "state"}
+         "NeuralMemory": "memory", "Surprise": "memory", "MemoryState": "state"}
 __all__ = [*_HOME, "__version__"]
 
 

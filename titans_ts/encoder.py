@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from titans_ts.blocks import BLOCKS, part
 from titans_ts.config import TitansConfig
+from titans_ts.memory import Surprise
 from titans_ts.state import MemoryState
 
 
@@ -41,16 +42,17 @@ class TitansEncoder(nn.Module):
 
     @torch.no_grad()
     def surprise(self, x: Tensor, state: MemoryState | None = None,
-                 memorize: bool = True) -> tuple[Tensor, Tensor, MemoryState]:
-        """Momentary surprise of every layer's memory at every step (B, T, n_layers), mean over heads; y; state.
+                 memorize: bool = True) -> tuple[Surprise, Tensor, MemoryState]:
+        """Every layer's surprise at every step, `Surprise` of (B, T, n_layers) tensors (mean over heads); y; state.
 
         The same stream as `forward` (same outputs and state), with each memory also scoring how badly it
-        recalled each token before learning it (eq 12): large where the stream stops being predictable.
+        recalled each token before learning it (eq 12) and the momentum it carried in (eq 13): large where
+        the stream stops being predictable.
         """
-        records: list[list[Tensor]] = [[] for _ in self.layers]
+        records: list[list[Surprise]] = [[] for _ in self.layers]
 
         def record(i: int, memory: nn.Module, args: tuple, output) -> None:
-            records[i].append(memory.surprise(*args)[0].mean(-1))
+            records[i].append(memory.surprise(*args)[0])
 
         hooks = [layer.memory.register_forward_hook(partial(record, i)) for i, layer in enumerate(self.layers)]
         try:
@@ -59,4 +61,5 @@ class TitansEncoder(nn.Module):
             for h in hooks:
                 h.remove()
         T = x.shape[1]  # a MAC block also re-reads its unfinished segment: keep this call's steps
-        return torch.stack([torch.cat(r, dim=1)[:, -T:] for r in records], dim=-1), y, state
+        per_layer = [[torch.cat([r[j] for r in rs], dim=1)[:, -T:].mean(-1) for rs in records] for j in range(2)]
+        return Surprise(*(torch.stack(p, dim=-1) for p in per_layer)), y, state

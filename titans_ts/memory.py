@@ -8,14 +8,23 @@ pass without update, `y_t = M*(q_t)` (eq 15). The update math lives in `titans_t
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from titans_ts.config import check_positive_int
-from titans_ts.kernels import BACKENDS, memory_update, mlp_forward
+from titans_ts.kernels import BACKENDS, memory_surprise, memory_update, mlp_forward
 from titans_ts.state import MemoryState
+
+
+class Surprise(NamedTuple):
+    """Per-token surprise (paper eqs 12–13): `momentary`, the recall loss ‖M(k_t) − v_t‖² at the weights
+    the token meets, and `past`, ‖η_t S_{t−1}‖, the momentum of earlier surprise it inherits."""
+
+    momentary: Tensor
+    past: Tensor
 
 
 class NeuralMemory(nn.Module):
@@ -103,40 +112,52 @@ class NeuralMemory(nn.Module):
     # -- forward ------------------------------------------------------------------------------------
     def forward(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
         """Read the memory for every token and (if `memorize`) write every completed chunk into it."""
-        y, new, _ = self._step(x, self._check(x, state), memorize, probe="q")
+        st = self._check(x, state)
+        q, parts, n_buf, new = self._prepare(x, st)
+        if not memorize:
+            y = mlp_forward(self._weights(st, "w"), q)
+        else:
+            if n_buf:  # buffered tokens were read in an earlier call
+                q = torch.cat([q.new_zeros(*q.shape[:2], n_buf, q.shape[-1]), q], dim=2)
+            y, w, s = memory_update(q, *parts.values(), self._weights(st, "w"), self._weights(st, "s"),
+                                    self.chunk_size, backend=self.backend)
+            new, y = self._commit(new, parts, w, s), y[:, :, n_buf:]
         return self.out(y.transpose(1, 2).flatten(2)), new
 
-    def surprise(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
-        """Momentary surprise ℓ(M; x_t) = ‖M(k_t) − v_t‖² (eq 12) of every token, (B, T, H), and the new state.
+    def surprise(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Surprise, MemoryState]:
+        """Momentary and past surprise of every token, each (B, T, H), and the new state (see `Surprise`).
 
         Each token is scored at the weights it meets, before its own chunk is memorised: how badly the
         memory recalls the association it is about to learn. `memorize=False` scores without learning.
         """
-        y, new, v = self._step(x, self._check(x, state), memorize, probe="k")
-        return (y - v).pow(2).sum(-1).transpose(1, 2), new
+        st = self._check(x, state)
+        _, parts, n_buf, new = self._prepare(x, st)
+        momentary, past, w, s = memory_surprise(*parts.values(), self._weights(st, "w"), self._weights(st, "s"),
+                                                self.chunk_size, memorize)
+        if memorize:
+            new = self._commit(new, parts, w, s)
+        return Surprise(momentary[:, :, n_buf:].transpose(1, 2), past[:, :, n_buf:].transpose(1, 2)), new
 
-    def _step(self, x: Tensor, st: MemoryState, memorize: bool, probe: str) -> tuple[Tensor, MemoryState, Tensor]:
-        """Read M(q_t) (probe "q") or M(k_t) (probe "k") per head and memorise; returns (reads, state, v)."""
+    def _prepare(self, x: Tensor, st: MemoryState) -> tuple[Tensor, dict[str, Tensor], int, MemoryState]:
+        """Queries, then k, v, θ, η, α with the buffered partial chunk in front, the buffer's length, and
+        the state with its new conv history."""
         k, v, q, conv = self._project(x, st)
-        reads = q if probe == "q" else k
         new = MemoryState(st)
         new["conv"] = conv
-        if not memorize:
-            return mlp_forward(self._weights(st, "w"), reads), new, v
         theta, eta, alpha = self._gates(x)
         n_buf = st["buf.k"].shape[2]
         parts = {"k": k, "v": v, "theta": theta, "eta": eta, "alpha": alpha}
-        kk, vv, th, et, al = (torch.cat([st[f"buf.{n}"], t], dim=2) if n_buf else t for n, t in parts.items())
-        if n_buf:  # buffered tokens were read in an earlier call
-            reads = torch.cat([reads.new_zeros(*reads.shape[:2], n_buf, reads.shape[-1]), reads], dim=2)
-        y, w, s = memory_update(reads, kk, vv, th, et, al, self._weights(st, "w"), self._weights(st, "s"),
-                                self.chunk_size, backend=self.backend)
+        return q, {n: torch.cat([st[f"buf.{n}"], t], dim=2) if n_buf else t for n, t in parts.items()}, n_buf, new
+
+    def _commit(self, new: MemoryState, parts: dict[str, Tensor], w: tuple[Tensor, ...],
+                s: tuple[Tensor, ...]) -> MemoryState:
+        """The state after a write: weights and momentum, and the partial chunk left waiting."""
         for i in range(len(w)):
             new[f"w.{i}"], new[f"s.{i}"] = w[i], s[i]
-        keep = kk.shape[2] % self.chunk_size  # the partial chunk waits for the next call
-        for name, t in zip(parts, (kk, vv, th, et, al)):
+        keep = parts["k"].shape[2] % self.chunk_size
+        for name, t in parts.items():
             new[f"buf.{name}"] = t[:, :, t.shape[2] - keep:]
-        return y[:, :, n_buf:], new, v
+        return new
 
     def lookup(self, q: Tensor, state: MemoryState) -> Tensor:
         """M*(q) for queries already projected, (B, T, d_model), at the state's weights; no update."""

@@ -1,0 +1,69 @@
+"""Per-token surprise of the chunked memory: momentary (eq 12) and past (eq 13), for people to look at.
+
+Momentary surprise is the recall loss ℓ(M; x_t) = ‖M(k_t) − v_t‖² at the weights the token meets.
+Past surprise is the momentum the token inherits, ‖η_t S_{t−1}‖ (Frobenius norm over all memory
+layers): how much recent surprise is still pushing the memory. Per-token momentum is never formed:
+within a chunk S_i = β_i S₀ − Σ_j K[i, j] u_j with u_j = a_jᵀ g_j an outer product per layer, so
+
+    ‖S_i‖² = β_i² ‖S₀‖² − 2 β_i Σ_j K[i, j] ⟨S₀, u_j⟩ + Σ_{j, j'} K[i, j] K[i, j'] (a_j·a_j′)(g_j·g_j′)
+
+costs one C × C Gram matrix per layer and chunk.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .chunk import chunk_coefficients, forward_rows, momentum_scan, surprise_grads, write
+
+State = tuple[Tensor, ...]
+
+
+def momentum_norms(s: State, keys: list[Tensor], gs: list[Tensor], theta: Tensor, eta: Tensor) -> Tensor:
+    """‖S_i‖ for every token i of one chunk (B, H, C), from S₀ (`s`), each layer's inputs and output gradients."""
+    L, beta = momentum_scan(eta)
+    K = L * theta.unsqueeze(-2)  # S_i = β_i S₀ − Σ_j K[i, j] u_j
+    sq = beta.square() * _squared_norm(s)
+    for s_l, a, g in zip(s, keys, gs):
+        cross = ((a @ s_l) * g).sum(-1, keepdim=True)  # ⟨S₀, a_jᵀ g_j⟩
+        gram = (a @ a.mT) * (g @ g.mT)  # ⟨u_j, u_j′⟩
+        sq = sq - 2 * beta * (K @ cross)[..., 0] + ((K @ gram) * K).sum(-1)
+    return sq.clamp_min(0).sqrt()
+
+
+@torch.no_grad()
+def memory_surprise(
+    k: Tensor, v: Tensor,
+    theta: Tensor, eta: Tensor, alpha: Tensor,
+    weights: State, momentum: State,
+    chunk_size: int, memorize: bool = True,
+) -> tuple[Tensor, Tensor, State, State]:
+    """Momentary and past surprise (B, H, T) of every token, and the state after writing complete chunks.
+
+    Shapes and chunk semantics as in `memory_update`: a token is scored at the weights its chunk starts
+    with; a trailing partial chunk is scored but not written. `memorize=False` writes nothing, so every
+    chunk is scored against the given state. Norms are formed in at least float32.
+    """
+    work = torch.promote_types(k.dtype, torch.float32)
+    up = lambda xs: [x.to(work) for x in xs]  # noqa: E731
+    w, s = tuple(weights), tuple(momentum)
+    momentary, past = [], []
+    for a in range(0, k.shape[2], chunk_size):
+        b = min(a + chunk_size, k.shape[2])
+        th, et, al = (g[:, :, a:b].to(work) for g in (theta, eta, alpha))
+        ins, pre, out = forward_rows(w, k[:, :, a:b])
+        gs, _ = surprise_grads(w, pre, out, v[:, :, a:b])
+        momentary.append((out - v[:, :, a:b]).square().sum(-1))  # ℓ(M_{t−1}; x_t)   (eq 12)
+        norms = momentum_norms(up(s), up(ins), up(gs), th, et)  # ‖S_i‖ for the chunk's tokens
+        before = torch.cat([_squared_norm(up(s)).sqrt(), norms[..., :-1]], dim=-1)
+        past.append(et * before)  # ‖η_t S_{t−1}‖   (eq 13)
+        if memorize and b - a == chunk_size:
+            c, gt, beta, keep, fbeta = (x.to(k.dtype) for x in chunk_coefficients(th, et, al))
+            w, s = write(w, s, ins, gs, c[..., None], gt[..., None],
+                         *(x[..., None, None] for x in (beta, keep, fbeta)))
+    return torch.cat(momentary, dim=-1), torch.cat(past, dim=-1).to(k.dtype), w, s
+
+
+def _squared_norm(s: State) -> Tensor:
+    """‖S‖² summed over all layers, (B, H, 1)."""
+    return sum(s_l.square().sum((-2, -1)) for s_l in s).unsqueeze(-1)
