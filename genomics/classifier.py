@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,11 +15,15 @@ from torch.utils.data import DataLoader
 from titans_ts.config import TitansConfig, check_positive_int
 from titans_ts.datasets import stratified_split
 from titans_ts.io import load_bundle, save_bundle
+from titans_ts.memory import Surprise
 from titans_ts.training import fit as fit_loop
 
 from .data import ListDataset, StrandDataset, collate, seq_list
 from .model import POOLINGS, TOKENIZERS, DNANet
 from .tokenize import encode_all, pad_batch, reverse_complement_codes
+
+if TYPE_CHECKING:
+    import polars as pl
 
 RC_MODES = ("average", "augment", None)
 _KIND = "titans_ts.genomics.TitansDNAClassifier"
@@ -206,16 +210,59 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return self.classes_[self.predict_proba(seqs, names).argmax(axis=1)]
 
-    def _probabilities(self, codes: list[np.ndarray], batch_size: int = 128) -> torch.Tensor:
-        # every sequence carries its own memory weights: batches of ~128 stay in cache (faster than 512 on a CPU)
-        order = np.argsort([len(c) for c in codes], kind="stable")  # similar lengths share a batch
+    def surprise(self, seqs: Sequence[str], ids: Sequence[Any] | None = None,
+                 names: Sequence[str] | None = None) -> pl.DataFrame:
+        """The memory's surprise at every base of every sequence: a long polars frame `id, position,
+        momentary, past`, one row per base (position 0-based), sequences in the given order; `ids` default
+        to 0, 1, …, `names` label sequences in error messages as in `predict`. The model does not change.
+
+        `momentary` is the memory's recall loss at the weights the token meets (paper eq 12: how badly it
+        predicted the token before learning it), `past` the momentum of earlier surprise the token inherits
+        (eq 13); both are means over layers and heads. Every sequence is read as `predict` reads it, from a
+        fresh memory in pieces of `max_len` bases with the state carried, on the forward strand only (the
+        memory runs in one direction). Positions: token j joins the embeddings of bases [j·stride,
+        (j+1)·stride) (with k-mers, each the k-mer ending at that base) and each of those bases reports
+        token j's values, so a change at base p first shows at position stride·(p // stride). With k-mers
+        the first k − 1 bases' k-mers reach before the start and read as the unknown k-mer.
+        """
+        import polars as pl
+
+        check_is_fitted(self, "model_")
+        seqs = seq_list(seqs)
+        ids = list(range(len(seqs))) if ids is None else list(ids)
+        if len(ids) != len(seqs):
+            raise ValueError(f"ids holds {len(ids)} entries for {len(seqs)} sequences")
+        codes = encode_all(seqs, names)
+        values: list[np.ndarray] = [np.empty(0)] * len(codes)
+        with torch.inference_mode():
+            for rows, x, lengths in self._batches(codes):
+                parts = [s for _, s in self.model_.read(x, self.max_len, surprise=True)]
+                per_token = [torch.cat([getattr(s, f) for s in parts], 1).mean(-1) for f in Surprise._fields]
+                per_base = torch.stack(per_token, -1).repeat_interleave(self.stride, 1).double().numpy()  # (B, L, 2)
+                for row, i in enumerate(rows):
+                    values[i] = per_base[row, :int(lengths[row])]
+        counts = [len(c) for c in codes]
+        stacked = np.concatenate(values)
+        return pl.DataFrame({"id": pl.Series(ids).gather(np.repeat(np.arange(len(ids)), counts)),
+                             "position": np.concatenate([np.arange(n) for n in counts]),
+                             "momentary": stacked[:, 0], "past": stacked[:, 1]})
+
+    def _probabilities(self, codes: list[np.ndarray]) -> torch.Tensor:
         out = torch.empty(len(codes), len(self.classes_))
         with torch.inference_mode():
-            for begin in range(0, len(codes), batch_size):
-                rows = order[begin: begin + batch_size]
-                x, lengths = pad_batch([codes[i] for i in rows], self.stride)
+            for rows, x, lengths in self._batches(codes):
                 out[torch.as_tensor(rows)] = self.model_(x, lengths, self.max_len).float().softmax(-1)
         return out
+
+    def _batches(self, codes: list[np.ndarray],
+                 batch_size: int = 128) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """(indices into codes, their right-padded codes, their lengths) in batches of similar lengths."""
+        # every sequence carries its own memory weights: batches of ~128 stay in cache (faster than 512 on a CPU)
+        order = np.argsort([len(c) for c in codes], kind="stable")
+        for begin in range(0, len(codes), batch_size):
+            rows = order[begin: begin + batch_size]
+            x, lengths = pad_batch([codes[i] for i in rows], self.stride)
+            yield rows, x, lengths
 
     # -- files --------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

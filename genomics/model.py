@@ -7,6 +7,7 @@ Because the encoder is causal, right padding changes no valid output and pooling
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 
 from titans_ts.config import TitansConfig
 from titans_ts.encoder import TitansEncoder
+from titans_ts.memory import Surprise
 from titans_ts.state import MemoryState
 
 from .tokenize import PAD, base_probabilities, kmer_ids
@@ -54,17 +56,37 @@ class DNANet(nn.Module):
     def start(self, batch: int, device: torch.device | str = "cpu") -> Stream:
         return Stream(None, torch.full((batch, self.context), PAD, dtype=torch.long, device=device))
 
-    def tokens(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Stream]:
-        """Encoder outputs (B, n / stride, d) for the next piece of codes (B, n), n a multiple of stride."""
+    def _inputs(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Tensor]:
+        """Encoder inputs (B, n / stride, d) for the next piece of codes (B, n) and the k-mer tail after it."""
         if self.tokenizer == "kmer":
             full = torch.cat([stream.tail, codes], dim=1)
             x = self.embed(kmer_ids(full, self.k))
             tail = full[:, full.shape[1] - self.context:]
         else:
             x, tail = self.embed(self.probs[codes]), stream.tail
-        x = self.patch(x.reshape(x.shape[0], x.shape[1] // self.stride, -1))
+        return self.patch(x.reshape(x.shape[0], x.shape[1] // self.stride, -1)), tail
+
+    def tokens(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Stream]:
+        """Encoder outputs (B, n / stride, d) for the next piece of codes (B, n), n a multiple of stride."""
+        x, tail = self._inputs(codes, stream)
         h, state = self.encoder(x, stream.encoder)
         return h, Stream(state, tail)
+
+    def surprise(self, codes: Tensor, stream: Stream) -> tuple[Surprise, Stream]:
+        """The memory's surprise at every token of the next piece, (B, n / stride, n_layers) tensors (see
+        `TitansEncoder.surprise`); the stream moves on exactly as in `tokens`."""
+        x, tail = self._inputs(codes, stream)
+        s, _, state = self.encoder.surprise(x, stream.encoder)
+        return s, Stream(state, tail)
+
+    def read(self, codes: Tensor, piece: int, surprise: bool = False) -> Iterator[tuple[int, Tensor | Surprise]]:
+        """Stream codes (B, L) in pieces of `piece` bases from a fresh state: each piece's first base with
+        its encoder outputs (`tokens`) or, with `surprise`, its `Surprise` (`surprise`)."""
+        step = self.surprise if surprise else self.tokens
+        stream = self.start(codes.shape[0], codes.device)
+        for begin in range(0, codes.shape[1], piece):
+            out, stream = step(codes[:, begin: begin + piece], stream)
+            yield begin, out
 
     def classify(self, total: Tensor, count: Tensor, peak: Tensor) -> Tensor:
         """Logits from pooled statistics: the sum (B, d), number (B,) and maximum (B, d) of valid outputs."""
@@ -73,10 +95,8 @@ class DNANet(nn.Module):
 
     def forward(self, codes: Tensor, lengths: Tensor, piece: int) -> Tensor:
         """Logits (B, n_classes) for right-padded codes (B, L), L and `piece` multiples of stride."""
-        stream = self.start(codes.shape[0], codes.device)
         total = peak = None
-        for begin in range(0, codes.shape[1], piece):
-            h, stream = self.tokens(codes[:, begin: begin + piece], stream)
+        for begin, h in self.read(codes, piece):
             first = torch.arange(h.shape[1], device=codes.device) * self.stride + begin  # first base of each token
             valid = (first[None, :] < lengths[:, None])[..., None]
             piece_sum = (h * valid).sum(1)
