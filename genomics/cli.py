@@ -1,4 +1,5 @@
-"""`titans-dna`: train, predict, evaluate and scan DNA classifiers from the command line.
+"""`titans-dna`: train, predict, evaluate and scan DNA classifiers, and show their memory's surprise, from
+the command line.
 
 Bad input (unknown characters, empty files or records, labels the model does not know, a truncated
 gzip, a missing file) ends with exit status 2 and one line on stderr naming the file and record or
@@ -22,6 +23,7 @@ from titans_ts.cli import ArgumentParser, UsageError, run, write_output
 from titans_ts.datasets import read_labelled, read_sequences
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_READABLE_BASES = 120  # the surprise plot writes the bases along records up to this length
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--window", type=int, help="window length in bases (default: the training length)")
     scan_p.add_argument("--stride", type=int, help="step between windows in bases (default: half the window)")
     scan_p.add_argument("--out", help="write the TSV here instead of stdout")
+
+    surprise_p = sub.add_parser("surprise", help="the memory's surprise at every base (TSV id, position, momentary, "
+                                "past) and a plot of it along one record")
+    surprise_p.add_argument("--model", required=True, help="a model written by `titans-dna train`")
+    surprise_p.add_argument("input", metavar="INPUT", help="FASTA / FASTQ file or sequence table")
+    surprise_p.add_argument("--out", help="write the TSV here instead of stdout")
+    surprise_p.add_argument("--plot", metavar="PNG", help="PNG of the surprise along one record (default the first)")
+    surprise_p.add_argument("--id", dest="record", metavar="ID", help="the record to plot (with --plot)")
     return parser
 
 
@@ -223,7 +233,72 @@ def _scan(args: argparse.Namespace) -> None:
         _write_file(args.out, write)
 
 
-COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "scan": _scan}
+def _surprise(args: argparse.Namespace) -> None:
+    if args.record is not None and args.plot is None:
+        raise UsageError("--id names the record to plot: give --plot too")
+    ids, seqs, names = _records(args.input)
+    shown = 0
+    if args.record is not None:
+        if args.record not in ids:
+            raise UsageError(f"{args.input}: no record with id {args.record!r}")
+        shown = ids.index(args.record)
+    for path in (args.out, args.plot):  # both outputs or neither
+        if path is not None and not Path(path).parent.is_dir():
+            raise UsageError(f"cannot write {path}: folder {Path(path).parent} does not exist")
+    import numpy as np
+    import polars as pl
+
+    from .classifier import TitansDNAClassifier
+
+    clf = TitansDNAClassifier.load(args.model)
+    frame = clf.surprise(seqs, names=names)  # ids by index: record ids need not be unique
+    table = frame.with_columns(id=pl.Series(ids).gather(frame["id"]),
+                               **{c: np.char.mod("%.6g", frame[c].to_numpy()) for c in ("momentary", "past")})
+    if args.out is None:
+        sys.stdout.write(table.write_csv(separator="\t"))
+    else:
+        write_output(args.out, lambda tmp: table.write_csv(tmp, separator="\t"))
+    if args.plot:
+        probs = clf.predict_proba([seqs[shown]], names=[names[shown]])[0]
+        label = clf.classes_[int(probs.argmax())]
+        plot_surprise(frame.filter(frame["id"] == shown), seqs[shown], ids[shown], str(label), float(probs.max()),
+                      args.plot)
+
+
+def plot_surprise(scores, seq: str, rid: str, label: str, prob: float, path: str) -> None:
+    """The memory's surprise along one record: momentary as a band, past as a line on its own axis, and
+    the bases written along the bottom when the record is short enough to read them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
+
+    x = scores["position"].to_numpy()
+    momentary, past = scores["momentary"].to_numpy(), scores["past"].to_numpy()
+    fig, ax = plt.subplots(figsize=(11, 3.4))
+    ax.fill_between(x, 0, momentary, step="mid", color="tab:red", alpha=0.45, lw=0, label="momentary (eq 12)")
+    ax.set_xlim(x[0] - 0.5, x[-1] + 0.5)
+    ax.set_ylim(0, 1.3 * max(float(momentary.max()), 1e-12))  # headroom for the legend
+    ax.set_xlabel("position (bp, 0-based)")
+    ax.set_ylabel("momentary surprise", color="tab:red")
+    twin = ax.twinx()  # the momentum has other units: its own scale
+    twin.plot(x, past, drawstyle="steps-mid", color="tab:blue", lw=1.1, label="past, ‖η S‖ (eq 13)")
+    twin.set_ylabel("past surprise", color="tab:blue")
+    twin.set_ylim(0, 1.3 * max(float(past.max()), 1e-12))
+    if len(x) <= _READABLE_BASES:
+        along = blended_transform_factory(ax.transData, ax.transAxes)
+        for p, base in zip(x, seq.upper()):
+            ax.text(p, 0.03, base, transform=along, ha="center", va="bottom", fontsize=7, family="monospace")
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0],
+              loc="upper left", frameon=False, ncol=2)
+    ax.set_title(f"titans-dna: the memory's surprise along {rid} ({len(x)} bp), predicted {label} (p = {prob:.2f})")
+    fig.tight_layout()
+    write_output(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "scan": _scan, "surprise": _surprise}
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -1,4 +1,4 @@
-"""`titans-dna` train / predict / evaluate / scan on the bundled sample, and its refusal of bad input."""
+"""`titans-dna` train / predict / evaluate / scan / surprise on the bundled sample, and its refusal of bad input."""
 import csv
 import gzip
 import json
@@ -76,6 +76,38 @@ def test_scan_writes_windows_along_a_long_record(model, tmp_path):
     spans = [(int(r[1]), int(r[2])) for r in table[1:]]
     assert spans[0] == (0, 80) and spans[1] == (40, 120) and spans[-1][1] == 810
     assert all(r[0] == "chrT" and abs(float(r[4]) + float(r[5]) - 1) < 1e-5 for r in table[1:])
+
+
+def test_surprise_writes_a_row_per_base_and_a_plot_of_one_record(model, tmp_path, capsys):
+    _, seqs, _ = read_labelled(bundled_dna_path())
+    (tmp_path / "reads.fa").write_text(f">r1 first\n{seqs[0]}\n>r2\n{seqs[1] + seqs[2]}\n")  # 81 and 162 bases
+    out, png = tmp_path / "surprise.tsv", tmp_path / "surprise.png"
+    assert main(["surprise", "--model", str(model), str(tmp_path / "reads.fa"), "--out", str(out),
+                 "--plot", str(png), "--id", "r2"]) == 0
+    table = rows(out.read_text())
+    assert table[0] == ["id", "position", "momentary", "past"] and len(table) == 1 + 81 + 162
+    assert [r[0] for r in table[1:]] == ["r1"] * 81 + ["r2"] * 162
+    assert [int(r[1]) for r in table[1:]] == list(range(81)) + list(range(162))
+    assert all(float(r[2]) > 0 and float(r[3]) >= 0 for r in table[1:])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["surprise", "--model", str(model), str(tmp_path / "reads.fa")]) == 0
+    assert rows(capsys.readouterr().out) == table  # stdout when no --out
+
+
+@pytest.mark.parametrize("content, extra, message", [
+    (">r1\nACGT\n>r2\nACGTNNXA\n", [], "record 2 ('r2'): invalid character 'X' at position 7"),
+    (">r1\nACGT\n", ["--plot", "s.png", "--id", "r9"], "no record with id 'r9'"),
+    (">r1\nACGT\n", ["--id", "r1"], "--id names the record to plot"),
+])
+def test_surprise_bad_input_exits_2_with_one_line_and_no_output(model, tmp_path, capsys, content, extra, message):
+    (tmp_path / "in.fa").write_text(content)
+    capsys.readouterr()
+    args = ["surprise", "--model", str(model), str(tmp_path / "in.fa"), "--out", str(tmp_path / "s.tsv")]
+    assert main(args + [str(tmp_path / a) if a.endswith(".png") else a for a in extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa"]
 
 
 @pytest.mark.parametrize("content, message", [
