@@ -1,8 +1,9 @@
-"""`TitansAnomalyDetector`: the memory's surprise as an anomaly score, with scikit-learn's outlier API.
+"""`TitansAnomalyDetector`: surprise as an anomaly score, with scikit-learn's outlier API.
 
-A step is anomalous when the memory, having learnt the stream so far, recalls it badly (paper eq 12).
-`fit` trains a one-step `TitansForecaster` on normal-looking data; `score_samples` scores steps that
-continue the stream (higher is more normal, as in scikit-learn); `update` streams them into the memory.
+A step is anomalous when the model, having learnt the stream so far, is surprised by it: its memory
+recalls it badly (paper eq 12) and its one-step forecast misses it. `fit` trains a one-step
+`TitansForecaster` on normal-looking data; `score_samples` scores steps that continue the stream
+(higher is more normal, as in scikit-learn); `update` streams them into the memory.
 """
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from .forecaster import TitansForecaster
 class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
     """Surprise-based anomaly detection on a (multivariate) stream.
 
+    A step's raw score is the memory's momentary surprise plus the squared error of the forecast made
+    one step before, each divided by its mean over the training stream (so that channels and the two
+    signals weigh alike) and averaged over channels. `smoothing`: the score is the trailing mean of the
+    last `smoothing` raw scores (causal), so that an anomaly lasting many steps keeps scoring after its
+    onset (4 was best on held-out synthetic streams; 1 for spikes alone).
     `contamination`: the expected share of anomalies in the training data; it sets `offset_`, the
     threshold of `decision_function` (negative means anomalous) and of `predict` (−1 anomalous, 1 normal).
-    `smoothing`: a step's score is the mean surprise of the last `smoothing` steps (causal), so that an
-    anomaly lasting many steps (a level shift, a changed pattern) keeps scoring after its onset.
     """
 
-    def __init__(self, lookback: int = 96, contamination: float = 0.01, variant: str = "mal", *, smoothing: int = 16,
+    def __init__(self, lookback: int = 96, contamination: float = 0.01, variant: str = "mal", *, smoothing: int = 4,
                  d_model: int = 32, n_layers: int = 2, max_epochs: int = 5, time_col: str | None = None,
                  random_state: int | None = None, progress: bool = False):
         self.lookback, self.contamination, self.variant, self.smoothing = lookback, contamination, variant, smoothing
@@ -32,7 +36,7 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
         self.time_col, self.random_state, self.progress = time_col, random_state, progress
 
     def fit(self, X, y=None) -> TitansAnomalyDetector:
-        """Train on X (rows in time order) and set the threshold from its own scores."""
+        """Train on X (rows in time order); set the score scales and the threshold from its own scores."""
         if not 0 < self.contamination < 0.5:
             raise ValueError(f"contamination must lie in (0, 0.5), got {self.contamination!r}")
         if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, int) or self.smoothing < 1:
@@ -42,15 +46,24 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
                              random_state=self.random_state, progress=self.progress).fit(X)
         fresh = copy.copy(f)
         fresh.streams_ = {k: f._fresh() for k in f.streams_}  # score X as a stream from its start
-        raw = self._surprise(fresh, X)
+        memory, error = self._signals(fresh, X)
+        self.scales_ = np.maximum(np.nanmean(memory, 0), 1e-12), np.maximum(np.nanmean(error, 0), 1e-12)
+        raw = self._raw(memory, error)
         self.forecaster_, self.recent_ = f, raw[len(raw) - self.smoothing + 1:]
         self.offset_ = float(np.percentile(self._smooth(np.array([]), raw), 100 * self.contamination))
         return self
 
     @staticmethod
-    def _surprise(f: TitansForecaster, X) -> np.ndarray:
+    def _signals(f: TitansForecaster, X) -> tuple[np.ndarray, np.ndarray]:
+        """The memory's momentary surprise (T, n) and the squared one-step forecast errors (T, C) of X."""
         frame = f.surprise(X)
-        return frame.select(f.columns_ if not f.channel_mixing else ["surprise"]).to_numpy().mean(1)
+        memory = frame.select(["surprise"] if f.channel_mixing else f.columns_).to_numpy()
+        error = frame.select([f"{c}_error" for c in f.columns_]).to_numpy().astype(float) ** 2
+        return memory, error
+
+    def _raw(self, memory: np.ndarray, error: np.ndarray) -> np.ndarray:
+        # a step with no forecast before it (the start of a fresh stream) counts its error as average
+        return (memory / self.scales_[0]).mean(1) + np.nan_to_num(error / self.scales_[1], nan=1.0).mean(1)
 
     def _smooth(self, recent: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """−(trailing mean of surprise over `smoothing` steps), continuing from the `recent` raw scores."""
@@ -67,7 +80,7 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
     def score_samples(self, X) -> np.ndarray:
         """−surprise of each row of X, a continuation of the stream (higher is more normal). Moves nothing."""
         self._check()
-        return self._smooth(self.recent_, self._surprise(self.forecaster_, X))
+        return self._smooth(self.recent_, self._raw(*self._signals(self.forecaster_, X)))
 
     def decision_function(self, X) -> np.ndarray:
         """score_samples − offset_: negative for anomalies."""
@@ -80,7 +93,7 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
     def update(self, X) -> TitansAnomalyDetector:
         """Stream X into the memory (after scoring it), so that later rows are judged against it."""
         self._check()
-        raw = self._surprise(self.forecaster_, X)
+        raw = self._raw(*self._signals(self.forecaster_, X))
         self.forecaster_.update(X)
         self.recent_ = np.concatenate([self.recent_, raw])[-(self.smoothing - 1):] if self.smoothing > 1 else raw[:0]
         return self

@@ -20,6 +20,7 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import roc_auc_score
 
 from titans_ts.datasets import anomaly_stream, ett_splits, recurring_motifs
+from titans_ts.datasets.synthetic import ANOMALY_KINDS
 from titans_ts.forecasting.anomaly import TitansAnomalyDetector
 from titans_ts.forecasting.forecaster import TitansForecaster
 
@@ -165,8 +166,7 @@ def anomalies(params: dict, seed: int = 0, window: int = 48) -> list[dict]:
     x, labels = data.values[split:], data.labels[split:]
     t0 = time.perf_counter()
     det = TitansAnomalyDetector(lookback=window, contamination=0.01, variant=params["variant"],
-                                max_epochs=params["max_epochs"], random_state=params["random_state"]).fit(
-        data.values[:split])
+                                max_epochs=params["max_epochs"], random_state=seed).fit(data.values[:split])
     scores = {"titans-surprise": (-det.score_samples(x), time.perf_counter() - t0)}
     t0 = time.perf_counter()
     full = data.values
@@ -184,10 +184,30 @@ def anomalies(params: dict, seed: int = 0, window: int = 48) -> list[dict]:
     rows = []
     for name, (score, seconds) in scores.items():
         top = np.argsort(-score)[:k]
-        rows.append(dict(model=name, protocol="anomaly", horizon=1, auroc=float(roc_auc_score(labels, score)),
-                         precision_at_k=float(labels[top].mean()), mse=float("nan"), mae=float("nan"),
-                         train_seconds=seconds))
+        per_kind = {}
+        for kind in ANOMALY_KINDS:  # AUROC of each kind's steps against the normal steps
+            mask = np.zeros(len(labels), dtype=bool)
+            for a in data.kinds:
+                if a.kind == kind:
+                    mask[a.start - split: a.end - split] = True
+            per_kind[kind] = float(roc_auc_score(mask[mask | (labels == 0)], score[mask | (labels == 0)]))
+        rows.append(dict(model=name, protocol="anomaly", horizon=1, stream_seed=seed,
+                         auroc=float(roc_auc_score(labels, score)), precision_at_k=float(labels[top].mean()),
+                         auroc_by_kind=per_kind, mse=float("nan"), mae=float("nan"), train_seconds=seconds))
     return rows
+
+
+def anomaly_means(rows: list[dict]) -> list[dict]:
+    """One row per model: AUROC and precision at k averaged over the streams."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == name]
+        out.append(dict(model=name, protocol="anomaly-mean", horizon=1, streams=len(mine), mse=float("nan"),
+                        mae=float("nan"), auroc=float(np.mean([r["auroc"] for r in mine])),
+                        precision_at_k=float(np.mean([r["precision_at_k"] for r in mine])),
+                        auroc_by_kind={k: float(np.mean([r["auroc_by_kind"][k] for r in mine])) for k in ANOMALY_KINDS},
+                        train_seconds=float(np.mean([r["train_seconds"] for r in mine]))))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", default="mal")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--streams", type=int, default=4, help="anomaly protocol: synthetic streams, seeds --seed onwards")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
@@ -211,13 +232,15 @@ def main(argv: list[str] | None = None) -> int:
             "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
             "memorization": [lambda: memorization(24, dict(params, window=32))],
             "latency": [lambda: update_latency(args.data, params)],
-            "anomaly": [lambda: anomalies(params, seed=args.seed)]}
+            "anomaly": [lambda s=s: anomalies(params, seed=s) for s in range(args.seed, args.seed + args.streams)]}
     results = []
     for protocol in args.protocols:
         for run in runs[protocol]:
             rows = run()
             print_table(rows)  # as each finishes: a long run shows its progress
             results += rows
+    if "anomaly" in args.protocols:
+        results += anomaly_means([r for r in results if r["protocol"] == "anomaly"])
     print("\nall results:")
     print_table(results)
     if args.json:
@@ -230,7 +253,8 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         extra = f"  update {r['update_ms_median']:.2f} ms median" if "update_ms_median" in r else ""
         if "auroc" in r:
-            extra = f"  AUROC {r['auroc']:.3f}  precision@k {r['precision_at_k']:.3f}"
+            kinds = " ".join(f"{k} {v:.2f}" for k, v in r["auroc_by_kind"].items())
+            extra = f"  AUROC {r['auroc']:.3f}  precision@k {r['precision_at_k']:.3f}  ({kinds})"
         print(f"{r['model']:28} {r['protocol']:13} {r['horizon']:7d} {r['mse']:8.4f} {r['mae']:8.4f} "
               f"{r.get('train_seconds', float('nan')):8.1f}{extra}")
 

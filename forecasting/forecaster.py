@@ -191,27 +191,37 @@ class TitansForecaster(BaseEstimator):
         return p[0] if self.channel_mixing else p[:, :, 0].transpose(0, 1)
 
     @torch.no_grad()
-    def _run(self, stream: dict, v: torch.Tensor, memorize: bool, keep=None):
-        """Stream scaled values (T, C) on from `stream`; return the new stream and kept forecasts."""
+    def _run(self, stream: dict, v: torch.Tensor, memorize: bool, keep=None, surprise: bool = False):
+        """Stream scaled values (T, C) on from `stream`. Returns the new stream and what was asked for:
+        the forecasts made at rows `keep` ("point" (K, C, H), "quant"), and with `surprise` every row's
+        memory surprise ("momentary", "past": (T, n), means over layers) and next-step forecast ("next" (T, C))."""
         self.net_.eval()
         mem, ctx = stream["mem"], stream["context"]
-        kept_p, kept_q, point = [], [], None
+        out = {name: [] for name in ("point", "quant", "momentary", "past", "next")}
         for a in range(0, len(v), _STREAM_PIECE):
             piece = self._layout(v[a: a + _STREAM_PIECE])
-            point, quant, mem = self.net_(piece, ctx, mem, memorize)
+            tokens, *norm = self.net_.tokens(piece, ctx)
+            if surprise:
+                scores, h, mem = self.net_.encoder.surprise(tokens, mem, memorize)
+                out["momentary"].append(scores.momentary.mean(-1).T)
+                out["past"].append(scores.past.mean(-1).T)
+            else:
+                h, mem = self.net_.encoder(tokens, mem, memorize)
+            point, quant = self.net_.read(h, *norm)
+            point, quant = self._unlayout(point), self._unlayout(quant)
             ctx = torch.cat([ctx, piece], dim=1)[:, -(self.lookback - 1):] if self.lookback > 1 else ctx
             if keep is not None:
                 rows = [i - a for i in keep if a <= i < a + piece.shape[1]]
-                kept_p.append(self._unlayout(point)[rows])
-                kept_q.append(self._unlayout(quant)[rows])
-        new = dict(stream, mem=mem, context=ctx, point=self._unlayout(point)[-1], quant=self._unlayout(quant)[-1])
+                out["point"].append(point[rows])
+                out["quant"].append(quant[rows])
+            if surprise:
+                out["next"].append(point[..., 0])
+        new = dict(stream, mem=mem, context=ctx, point=point[-1], quant=quant[-1])
         new["seen"] = stream["seen"] + len(v)
-        if keep is not None:
-            return new, torch.cat(kept_p), torch.cat(kept_q)
-        return new
+        return new, {name: torch.cat(parts) for name, parts in out.items() if parts}
 
     def _advance(self, stream: dict, v: torch.Tensor, times, memorize: bool) -> dict:
-        new = self._run(stream, v, memorize)
+        new, _ = self._run(stream, v, memorize)
         if times is not None:
             new["step"] = step_of(times) if stream["step"] is None else stream["step"]
             new["last_time"] = times[-1]
@@ -224,7 +234,7 @@ class TitansForecaster(BaseEstimator):
             keep = list(range(c - 1, len(v) - self.horizon))
             if not keep:
                 continue
-            _, _, quant = self._run(self._fresh(), v, True, keep)
+            quant = self._run(self._fresh(), v, True, keep)[1]["quant"]
             target = v[torch.tensor(keep)[:, None] + torch.arange(1, self.horizon + 1)]  # (K, H, C)
             res.append((target.transpose(1, 2)[..., None] - quant).permute(3, 2, 0, 1).flatten(2))  # (Q, H, K·C)
         r = torch.cat(res, dim=-1).double()
@@ -334,8 +344,8 @@ class TitansForecaster(BaseEstimator):
                 raise ValueError(f"y has {len(v)} rows: no origin from {start} leaves a whole horizon of {self.horizon}")
             scaled = torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32)
             # the forecast at origin o is the one made after the step o − 1 (o = 0: the fitted state's)
-            _, point, _ = self._run(self.streams_[key], scaled, memorize, keep=[o - 1 for o in origins if o > 0])
-            point = point.double().numpy()
+            kept = [o - 1 for o in origins if o > 0]
+            point = self._run(self.streams_[key], scaled, memorize, keep=kept)[1]["point"].double().numpy()
             if origins[0] == 0:
                 point = np.concatenate([self.streams_[key]["point"].double().numpy()[None], point])
             forecast = point.transpose(0, 2, 1) * self.std_ + self.mean_  # (K, H, C)
@@ -350,34 +360,37 @@ class TitansForecaster(BaseEstimator):
                 rows.append(pl.DataFrame(part))
         return pl.concat(rows).sort("series", "origin", "channel", nulls_last=False) if len(rows) > 1 else rows[0]
 
-    @torch.no_grad()
     def surprise(self, y, memorize: bool = True):
-        """The memory's momentary surprise at every step of `y`, a continuation of the streamed series.
+        """How surprised the model and its memory are by every step of `y`, a continuation of the stream.
 
         A polars frame aligned with y's rows (its time stamps, else a step counter). Per channel (with
-        channel mixing, for `surprise`), means over layers and heads: `<channel>`, the momentary surprise
-        (eq 12: how badly the memory recalled the step before learning it), and `<channel>_past`, the
-        past surprise (eq 13: the momentum ‖η_t S_{t−1}‖ the step inherits). The forecaster is not changed.
+        channel mixing, the memory's columns are one `surprise` pair): `<channel>`, the memory's momentary
+        surprise (eq 12: how badly it recalled the step before learning it), `<channel>_past`, its past
+        surprise (eq 13: the momentum ‖η_t S_{t−1}‖ the step inherits), both means over layers and heads,
+        and `<channel>_error`, the step's value minus the forecast made one step before (in the series'
+        units; null where no forecast had been made). The forecaster is not changed.
         """
         import polars as pl
 
         self._check_fitted()
         panel = self._continuation(y, "y")
+        names = ["surprise"] if self.channel_mixing else self.columns_
         frames = []
         for key, v in panel.values.items():
             stream = self.streams_[key]
-            x = self._layout(torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32))
-            tokens = self.net_.tokens(x, stream["context"])[0]
-            momentary, past = (p.mean(-1).double().numpy() for p in self.net_.encoder.surprise(tokens, stream["mem"], memorize)[0])
-            names = ["surprise"] if self.channel_mixing else self.columns_
+            scaled = torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32)
+            out = self._run(stream, scaled, memorize, surprise=True)[1]
+            first = torch.full_like(scaled[0], float("nan")) if stream["point"] is None else stream["point"][:, 0]
+            before = torch.cat([first[None], out["next"][:-1]]).double().numpy() * self.std_ + self.mean_
             cols = {} if key is None else {self.like_.id_col: [key] * len(v)}
             if panel.times[key] is not None:
                 cols[self.like_.time_col] = panel.times[key]
             else:
                 cols["step"] = np.arange(stream["seen"], stream["seen"] + len(v))
-            cols.update({c: momentary[i] for i, c in enumerate(names)})
-            cols.update({f"{c}_past": past[i] for i, c in enumerate(names)})
-            frames.append(pl.DataFrame(cols))
+            for name, kind in (("", "momentary"), ("_past", "past")):
+                cols.update({c + name: out[kind][:, i].double().numpy() for i, c in enumerate(names)})
+            cols.update({f"{c}_error": v[:, i] - before[:, i] for i, c in enumerate(self.columns_)})
+            frames.append(pl.DataFrame(cols).fill_nan(None))
         return pl.concat(frames)
 
     @torch.no_grad()

@@ -58,14 +58,18 @@ class ForecastNet(nn.Module):
 
     def forward(self, y: Tensor, context: Tensor, state: MemoryState | None = None,
                 memorize: bool = True) -> tuple[Tensor, Tensor, MemoryState]:
-        B, T, n = y.shape
-        tokens, win, level, scale = self.tokens(y, context)
+        tokens, *norm = self.tokens(y, context)
         h, state = self.encoder(tokens, state, memorize)
+        return *self.read(h, *norm), state
+
+    def read(self, h: Tensor, win: Tensor, level: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """Point forecasts and quantiles from the encoder output and the normalised windows of `tokens`."""
+        B, T, n = level.shape
         out = self.head(h).view(B, T, n, self.horizon, 1 + self.quantiles.numel())
         point_n = self.linear(win) + out[..., 0]
         point = level[..., None] + scale[..., None] * point_n
         quant = point[..., None] + scale[..., None, None] * out[..., 1:]
-        return point, quant, state
+        return point, quant
 
     def initial_context(self, batch: int, dtype: torch.dtype) -> Tensor:
         return torch.full((batch, self.lookback - 1, self.n), float("nan"), dtype=dtype)

@@ -190,9 +190,14 @@ def test_surprise_frame_is_aligned_and_spikes_on_an_anomaly(fitted):
     y = series()[300:360].copy()
     y[30, 0] += 8.0  # a spike the memory cannot have expected
     frame = fitted.surprise(y)
-    assert frame.columns == ["step", "0", "1", "0_past", "1_past"] and frame["step"].to_list() == list(range(300, 360))
+    assert frame.columns == ["step", "0", "1", "0_past", "1_past", "0_error", "1_error"]
+    assert frame["step"].to_list() == list(range(300, 360))
     s = frame["0"].to_numpy()
     assert s[30] > 3 * np.median(s)
     past = frame["0_past"].to_numpy()
     assert (past >= 0).all() and np.isfinite(past).all()
+    # the error column is the miss of the forecast made one step before: the backtest's, at horizon step 1
+    bt = fitted.backtest(y, start=0, stride=1).filter(pl.col("channel") == "1")
+    first = np.array([f[0] for f in bt["forecast"].to_list()])
+    np.testing.assert_allclose(frame["1_error"].to_numpy()[: len(first)], y[: len(first), 1] - first, atol=1e-9)
     assert fitted.streams_[None]["seen"] == 300  # the forecaster did not move

@@ -86,6 +86,6 @@ def test_surprise_writes_scores_and_plot(csv, tmp_path):
     out, png = tmp_path / "s.csv", tmp_path / "s.png"
     assert main(["surprise", "--data", str(csv), "--out", str(out), "--plot", str(png), *FAST]) == 0
     scores = pl.read_csv(out, try_parse_dates=True)
-    assert scores.columns == ["date", "a", "b", "a_past", "b_past"] and scores.height == 120
+    assert scores.columns == ["date", "a", "b", "a_past", "b_past", "a_error", "b_error"] and scores.height == 120
     assert (scores["a"] >= 0).all()
     assert png.read_bytes()[:4] == b"\x89PNG"
