@@ -158,6 +158,36 @@ def update_latency(path: str, params: dict, repeats: int = 300) -> list[dict]:
                  update_ms_p90=1e3 * float(np.quantile(times, 0.9)))]
 
 
+def rss_mib() -> float:
+    """Resident memory of this process now (Linux), MiB."""
+    with open("/proc/self/status") as fh:
+        return int(next(x for x in fh if x.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def long_stream(params: dict, n_steps: int = 1_000_000, channels: int = 3, seed: int = 0) -> list[dict]:
+    """A stream that runs for months: `n_steps` noisy seasonal observations of `channels` channels through
+    `update` in batches of random sizes (1 to 4096 rows), forecasts checked finite and resident memory
+    sampled every 50,000 steps. Reports the throughput and the RSS range after warm-up (2 samples)."""
+    rng = np.random.default_rng(seed)
+    wave = lambda t: np.sin(2 * np.pi * t[:, None] / 24 + np.arange(channels)) + 0.1 * rng.standard_normal((len(t), channels))  # noqa: E731
+    t0 = time.perf_counter()
+    f = TitansForecaster(horizon=24, lookback=96, **dict(params, max_epochs=1)).fit(wave(np.arange(2000)))
+    train = time.perf_counter() - t0
+    seen, samples, finite, start = 0, [], True, time.perf_counter()
+    while seen < n_steps:
+        n = int(min(rng.choice([1, 7, 64, 500, 4096]), n_steps - seen))
+        f.update(wave(np.arange(seen, seen + n)))
+        seen += n
+        if not samples or seen // 50_000 > (seen - n) // 50_000:
+            finite &= bool(np.isfinite(f.predict()).all())
+            samples.append(rss_mib())
+    seconds = time.perf_counter() - start
+    warm = samples[2:] or samples
+    return [dict(model=f"titans-{f.variant}", protocol="long-stream", horizon=24, mse=float("nan"), mae=float("nan"),
+                 train_seconds=train, steps=n_steps, channels=channels, seconds=seconds, steps_per_s=n_steps / seconds,
+                 rss_mib_min=min(warm), rss_mib_max=max(warm), finite=finite, seen=f.streams_[None]["seen"])]
+
+
 def anomalies(params: dict, seed: int = 0, window: int = 48) -> list[dict]:
     """Labelled synthetic stream (spikes, level shifts, changed seasonal pattern, a recurrence that stops):
     AUROC and precision at k of the surprise detector, a rolling z-score and an IsolationForest on windows."""
@@ -215,12 +245,13 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="ETT-format CSV (date column, then channels)")
     p.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
-    p.add_argument("--protocols", nargs="+", default=["standard"], choices=["standard", "online", "memorization", "latency", "anomaly"])
+    p.add_argument("--protocols", nargs="+", default=["standard"], choices=["standard", "online", "memorization", "latency", "anomaly", "long-stream"])
     p.add_argument("--online-horizons", type=int, nargs="+", default=[1, 24, 48])
     p.add_argument("--lookback", type=int, default=96)
     p.add_argument("--variant", default="mal")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")
     p.add_argument("--streams", type=int, default=4, help="anomaly protocol: synthetic streams, seeds --seed onwards")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -232,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
             "memorization": [lambda: memorization(24, dict(params, window=32))],
             "latency": [lambda: update_latency(args.data, params)],
+            "long-stream": [lambda: long_stream(params, args.steps)],
             "anomaly": [lambda s=s: anomalies(params, seed=s) for s in range(args.seed, args.seed + args.streams)]}
     results = []
     for protocol in args.protocols:
@@ -252,6 +284,9 @@ def print_table(rows: list[dict]) -> None:
     print(f"{'model':28} {'protocol':13} {'horizon':>7} {'mse':>8} {'mae':>8} {'train s':>8}")
     for r in rows:
         extra = f"  update {r['update_ms_median']:.2f} ms median" if "update_ms_median" in r else ""
+        if "steps_per_s" in r:
+            extra = (f"  {r['steps']:,} steps x {r['channels']} channels, {r['steps_per_s']:,.0f} steps/s, "
+                     f"RSS after warm-up {r['rss_mib_min']:.0f}-{r['rss_mib_max']:.0f} MiB, finite {r['finite']}")
         if "auroc" in r:
             kinds = " ".join(f"{k} {v:.2f}" for k, v in r["auroc_by_kind"].items())
             extra = f"  AUROC {r['auroc']:.3f}  precision@k {r['precision_at_k']:.3f}  ({kinds})"
