@@ -85,9 +85,19 @@ class NeuralMemory(nn.Module):
     def _project(self, x: Tensor, st: MemoryState) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """k, v, q (B, H, T, dh) through SiLU(DWConv(x W)) with the conv history from `st`; new history."""
         feats = torch.cat([st["conv"], self.to_qkv(x)], dim=1)
-        mixed = F.silu(self.conv(feats.transpose(1, 2)).transpose(1, 2))
+        mixed = F.silu(self._conv(feats))
         q, k, v = (self._split(t) for t in mixed.chunk(3, dim=-1))
-        return F.normalize(k, dim=-1), v, F.normalize(q, dim=-1), feats[:, feats.shape[1] - st["conv"].shape[1]:]
+        return _unit(k), v, _unit(q), feats[:, feats.shape[1] - st["conv"].shape[1]:]
+
+    def _conv(self, feats: Tensor) -> Tensor:
+        """The depthwise causal conv over time, (B, K − 1 + T, c) -> (B, T, c), as K shifted products:
+        far cheaper on the CPU than a grouped convolution, and no transposes."""
+        w, K = self.conv.weight[:, 0], self.conv.kernel_size[0]  # (c, K)
+        T = feats.shape[1] - K + 1
+        out = torch.addcmul(self.conv.bias, feats[:, :T], w[:, 0])
+        for i in range(1, K):
+            out = out.addcmul_(feats[:, i: i + T], w[:, i])
+        return out
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         g = self.to_gates(x).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
@@ -161,5 +171,10 @@ class NeuralMemory(nn.Module):
 
     def lookup(self, q: Tensor, state: MemoryState) -> Tensor:
         """M*(q) for queries already projected, (B, T, d_model), at the state's weights; no update."""
-        qh = F.normalize(self._split(q), dim=-1)
+        qh = _unit(self._split(q))
         return self.out(mlp_forward(self._weights(state, "w"), qh).transpose(1, 2).flatten(2))
+
+
+def _unit(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """x / max(‖x‖, eps) over the last dimension (ℓ2 normalisation, §3.1), in two fused passes."""
+    return x * x.square().sum(-1, keepdim=True).clamp_min(eps * eps).rsqrt()
