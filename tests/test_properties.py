@@ -1,5 +1,6 @@
 """Inputs that never crash it: arbitrary shapes, dtypes, NaN/inf, huge values, text and bytes reach only the
 documented exceptions (ValueError, TypeError, NotFittedError) with a message, and a failed call changes nothing."""
+import os
 import pickle
 import string
 
@@ -9,12 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from titans_ts.datasets import read_labelled, read_sequences
+from titans_ts.datasets import planted_motif_dna, read_labelled, read_sequences
 from titans_ts.forecasting import TitansForecaster
 from titans_ts.forecasting.cli import main as ts_main
+from titans_ts.genomics import TitansDNAClassifier
 from titans_ts.genomics.cli import main as dna_main
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# cases per property: 40 in the default suite; TITANS_PROPERTY_CASES=500 for a thorough run
+CASES = int(os.environ.get("TITANS_PROPERTY_CASES", "40"))
+FAST = settings(max_examples=CASES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SMALL = dict(horizon=3, lookback=8, patch=2, d_model=8, n_layers=1, heads=1, chunk_size=4, max_epochs=1, random_state=0)
 
 @pytest.fixture(scope="module")
@@ -56,6 +60,28 @@ def test_fit_only_raises_documented_errors(y):
         assert str(err)
 
 
+@pytest.fixture(scope="module")
+def classifier():
+    seqs, labels = planted_motif_dna(40, 24, ["TATAAT"], seed=0)
+    return TitansDNAClassifier(d_model=8, n_layers=1, heads=1, window=8, chunk_size=8, k=3, stride=1, epochs=1,
+                               random_state=0).fit(seqs, labels)
+
+
+@FAST
+@given(seqs=st.one_of(st.lists(st.text(alphabet="ACGTNacgtnRYX-ä \n", max_size=40), max_size=4),
+                      st.lists(st.one_of(st.integers(), st.none(), st.binary(max_size=4)), max_size=3),
+                      st.text(max_size=8), st.none(), st.integers()))
+def test_classifier_only_raises_documented_errors_and_keeps_its_model(classifier, seqs):
+    probe = classifier.predict_proba(["ACGTACGTAC"])
+    try:
+        p = classifier.predict_proba(seqs)
+    except (ValueError, TypeError) as err:
+        assert str(err)
+    else:
+        assert p.shape == (len(seqs), 2) and np.allclose(p.sum(1), 1) and np.isfinite(p).all()
+    np.testing.assert_array_equal(classifier.predict_proba(["ACGTACGTAC"]), probe)
+
+
 @FAST
 @given(data=st.binary(max_size=300) | st.text(alphabet=string.printable + "ÄßN\u3000é", max_size=300).map(str.encode))
 def test_sequence_readers_only_raise_value_errors(tmp_path, data):
@@ -68,7 +94,7 @@ def test_sequence_readers_only_raise_value_errors(tmp_path, data):
             assert str(err)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=max(15, CASES // 8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=200))
 def test_command_lines_exit_2_with_one_line_on_garbage(tmp_path, capsys, data):
     path = tmp_path / "garbage.csv"
