@@ -59,6 +59,8 @@ def read_labelled(path: PathLike) -> LabelledSequences:
     delimiter = "\t" if "\t" in next(line for line in text.splitlines() if line.strip()) else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     rows = [(reader.line_num, row) for row in reader if any(field.strip() for field in row)]
+    if not rows:
+        raise ValueError(f"{source}: no sequences, only empty fields")
     header = [field.strip().lower() for field in rows[0][1]]
     if any(name in header for name in (*_SEQ_COLUMNS, "label", *_ID_COLUMNS)):
         where = f"{source} line {rows[0][0]}"

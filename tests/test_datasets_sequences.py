@@ -230,3 +230,10 @@ def test_stratified_split_rejects_bad_fractions(fractions):
 def test_stratified_split_rejects_bad_labels(labels):
     with pytest.raises(ValueError, match="labels must be a non-empty 1-d sequence"):
         stratified_split(labels)
+
+
+def test_labelled_file_of_empty_fields_is_refused(tmp_path):
+    path = tmp_path / "commas.csv"
+    path.write_text(",\n,,\n")  # found by hypothesis: no field holds anything
+    with pytest.raises(ValueError, match="no sequences"):
+        read_labelled(path)
