@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lookback", type=int, default=96)
     p.add_argument("--variant", default="mal")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")
     p.add_argument("--streams", type=int, default=4, help="anomaly protocol: synthetic streams, seeds --seed onwards")
@@ -259,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --data {args.data}: no such file", file=sys.stderr)
         return 2
     params = dict(variant=args.variant, max_epochs=args.epochs, random_state=args.seed)
+    if args.segment_length:
+        params["segment_length"] = args.segment_length
     runs = {"standard": [lambda h=h: ett_standard(args.data, h, args.lookback, params) for h in args.horizons],
             "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
             "memorization": [lambda: memorization(24, dict(params, window=32))],
