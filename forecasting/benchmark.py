@@ -123,18 +123,22 @@ def online_ridge(train: np.ndarray, val: np.ndarray, stream: np.ndarray, lookbac
 
 
 def memorization(horizon: int, params: dict, seed: int = 0) -> list[dict]:
-    """Recurring motifs farther apart than the attention window: error on recurrences, memory on vs frozen."""
+    """Recurring motifs farther apart than the attention window: error on recurrences, memory on vs frozen.
+
+    The model is fitted on one stream and then streams a second one whose motifs it has never seen, so
+    only what the memory learns at test time can recall them when they recur.
+    """
     lookback = params.get("window") or 32
-    data = recurring_motifs(n_steps=12_000, n_motifs=6, motif_len=48, window=lookback, noise=0.05, seed=seed)
-    split = 6_000
+    make = lambda s: recurring_motifs(n_steps=6_000, n_motifs=6, motif_len=48, window=lookback, noise=0.05, seed=s)  # noqa: E731
     f = TitansForecaster(horizon=horizon, lookback=lookback, **params)
     t0 = time.perf_counter()
-    f.fit(data.values[:split])
+    f.fit(make(seed).values)
     seconds = time.perf_counter() - t0
-    mask = data.recurrence_mask()[split:]
+    data = make(seed + 1)  # new motifs
+    mask = data.recurrence_mask()
     rows = []
     for memorize in (True, False):
-        bt = f.backtest(data.values[split:], start=0, stride=1, memorize=memorize)
+        bt = f.backtest(data.values, start=0, stride=1, memorize=memorize)
         pred = np.array(bt["forecast"].to_list())  # (K, H), one channel
         true = np.array(bt["actual"].to_list())
         on = np.array([mask[o: o + horizon].all() for o in bt["origin"].to_list()])
@@ -250,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lookback", type=int, default=96)
     p.add_argument("--variant", default="mal")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--carry-memory", action="store_true", help="train with the memory carried across segments (TBPTT)")
     p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")
@@ -262,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     params = dict(variant=args.variant, max_epochs=args.epochs, random_state=args.seed)
     if args.segment_length:
         params["segment_length"] = args.segment_length
+    if args.carry_memory:
+        params["carry_memory"] = True
     runs = {"standard": [lambda h=h: ett_standard(args.data, h, args.lookback, params) for h in args.horizons],
             "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
             "memorization": [lambda: memorization(24, dict(params, window=32))],
