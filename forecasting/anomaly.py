@@ -46,7 +46,7 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
                              random_state=self.random_state, progress=self.progress).fit(X)
         fresh = copy.copy(f)
         fresh.streams_ = {k: f._fresh() for k in f.streams_}  # score X as a stream from its start
-        memory, error = self._signals(fresh, X)
+        memory, error = self._signals(fresh.surprise(X), f)
         self.scales_ = np.maximum(np.nanmean(memory, 0), 1e-12), np.maximum(np.nanmean(error, 0), 1e-12)
         raw = self._raw(memory, error)
         self.forecaster_, self.recent_ = f, raw[len(raw) - self.smoothing + 1:]
@@ -54,9 +54,9 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _signals(f: TitansForecaster, X) -> tuple[np.ndarray, np.ndarray]:
-        """The memory's momentary surprise (T, n) and the squared one-step forecast errors (T, C) of X."""
-        frame = f.surprise(X)
+    def _signals(frame, f: TitansForecaster) -> tuple[np.ndarray, np.ndarray]:
+        """The memory's momentary surprise (T, n) and the squared one-step forecast errors (T, C) of a
+        surprise frame of `f`."""
         memory = frame.select(["surprise"] if f.channel_mixing else f.columns_).to_numpy()
         error = frame.select([f"{c}_error" for c in f.columns_]).to_numpy().astype(float) ** 2
         return memory, error
@@ -80,7 +80,7 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
     def score_samples(self, X) -> np.ndarray:
         """−surprise of each row of X, a continuation of the stream (higher is more normal). Moves nothing."""
         self._check()
-        return self._smooth(self.recent_, self._raw(*self._signals(self.forecaster_, X)))
+        return self._smooth(self.recent_, self._raw(*self._signals(self.forecaster_.surprise(X), self.forecaster_)))
 
     def decision_function(self, X) -> np.ndarray:
         """score_samples − offset_: negative for anomalies."""
@@ -93,7 +93,8 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
     def update(self, X) -> TitansAnomalyDetector:
         """Stream X into the memory (after scoring it), so that later rows are judged against it."""
         self._check()
-        raw = self._raw(*self._signals(self.forecaster_, X))
-        self.forecaster_.update(X)
+        frame, streams = self.forecaster_._surprise(X)  # one pass: scores and the streams after X
+        raw = self._raw(*self._signals(frame, self.forecaster_))
+        self.forecaster_.streams_ = streams
         self.recent_ = np.concatenate([self.recent_, raw])[-(self.smoothing - 1):] if self.smoothing > 1 else raw[:0]
         return self

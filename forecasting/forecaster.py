@@ -249,7 +249,7 @@ class TitansForecaster(BaseEstimator):
         self.offsets_ = self._calibrate(scaled, train_cut) if has_val else np.zeros((len(QUANTILES), self.horizon))
         self.streams_ = {}
         for key, v, t in zip(panel.values, scaled, panel.times.values()):
-            self.streams_[key] = self._advance(self._fresh(), v, t, True)
+            self.streams_[key] = self._advance(self._fresh(), v, t, True)[0]
         return self
 
     # -- streaming ----------------------------------------------------------------------------------
@@ -294,12 +294,13 @@ class TitansForecaster(BaseEstimator):
         new["seen"] = stream["seen"] + len(v)
         return new, {name: torch.cat(parts) for name, parts in out.items() if parts}
 
-    def _advance(self, stream: dict, v: torch.Tensor, times, memorize: bool) -> dict:
-        new, _ = self._run(stream, v, memorize)
+    def _advance(self, stream: dict, v: torch.Tensor, times, memorize: bool, surprise: bool = False):
+        """`_run` on from `stream`, then its clock: the new stream and the outputs of `_run`."""
+        new, out = self._run(stream, v, memorize, surprise=surprise)
         if times is not None:
             new["step"] = step_of(times) if stream["step"] is None else stream["step"]
             new["last_time"] = times[-1]
-        return new
+        return new, out
 
     def _calibrate(self, scaled: list[torch.Tensor], cuts: list[int]) -> np.ndarray:
         """Split-conformal offsets per quantile level and step: δ_q = q-quantile of (y − ŷ_q) on held-out steps."""
@@ -337,20 +338,25 @@ class TitansForecaster(BaseEstimator):
 
         Cost is proportional to the new rows. On any error the forecaster is left exactly as it was.
         """
+        self.streams_ = self._stream_on(y_new, "y_new", memorize)[1]
+        return self
+
+    def _stream_on(self, y, what: str, memorize: bool, surprise: bool = False) -> tuple[Panel, dict, dict]:
+        """Check that `y` continues the fitted series (columns, series, time stamps) and stream it on.
+        Returns its panel, the new streams (not yet the forecaster's) and each series' outputs of `_run`."""
         self._check_fitted()
-        panel = self._continuation(y_new, "y_new")
-        streams = dict(self.streams_)
+        panel = self._continuation(y, what)
+        streams, outs = dict(self.streams_), {}
         for key, v in panel.values.items():
             stream, t = streams[key], panel.times[key]
             if t is not None and stream["step"] is not None:
                 expected = stream["last_time"] + stream["step"]
                 if t[0] != expected:
-                    raise ValueError(f"y_new does not continue the fitted series{'' if key is None else f' {key!r}'}: "
+                    raise ValueError(f"{what} does not continue the fitted series{'' if key is None else f' {key!r}'}: "
                                      f"expected first time stamp {expected}, got {t[0]}")
             scaled = torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32)
-            streams[key] = self._advance(stream, scaled, t, memorize)
-        self.streams_ = streams
-        return self
+            streams[key], outs[key] = self._advance(stream, scaled, t, memorize, surprise)
+        return panel, streams, outs
 
     def _future_times(self, stream: dict) -> np.ndarray | None:
         if stream["last_time"] is None:
@@ -444,17 +450,18 @@ class TitansForecaster(BaseEstimator):
         and `<channel>_error`, the step's value minus the forecast made one step before (in the series'
         units; null where no forecast had been made). The forecaster is not changed.
         """
+        return self._surprise(y, memorize)[0]
+
+    def _surprise(self, y, memorize: bool = True):
+        """`surprise`'s frame and the streams after `y`, so that a caller may also keep them (one pass)."""
         import polars as pl
 
-        self._check_fitted()
-        panel = self._continuation(y, "y")
+        panel, streams, outs = self._stream_on(y, "y", memorize, surprise=True)
         names = ["surprise"] if self.channel_mixing else self.columns_
         frames = []
         for key, v in panel.values.items():
-            stream = self.streams_[key]
-            scaled = torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32)
-            out = self._run(stream, scaled, memorize, surprise=True)[1]
-            first = torch.full_like(scaled[0], float("nan")) if stream["point"] is None else stream["point"][:, 0]
+            stream, out = self.streams_[key], outs[key]
+            first = torch.full((v.shape[1],), float("nan")) if stream["point"] is None else stream["point"][:, 0]
             before = torch.cat([first[None], out["next"][:-1]]).double().numpy() * self.std_ + self.mean_
             cols = {} if key is None else {self.like_.id_col: [key] * len(v)}
             if panel.times[key] is not None:
@@ -465,7 +472,7 @@ class TitansForecaster(BaseEstimator):
                 cols.update({c + name: out[kind][:, i].double().numpy() for i, c in enumerate(names)})
             cols.update({f"{c}_error": v[:, i] - before[:, i] for i, c in enumerate(self.columns_)})
             frames.append(pl.DataFrame(cols).fill_nan(None))
-        return pl.concat(frames)
+        return pl.concat(frames), streams
 
     @torch.no_grad()
     def forecast_windows(self, windows: np.ndarray) -> np.ndarray:

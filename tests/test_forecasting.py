@@ -150,6 +150,8 @@ def test_update_must_continue_the_time_stamps():
     f = TitansForecaster(**SMALL).fit(y.iloc[:300])
     with pytest.raises(ValueError, match="does not continue the fitted series: expected first time stamp"):
         f.update(y.iloc[301:310])
+    with pytest.raises(ValueError, match="y does not continue the fitted series"):  # scoring checks the same
+        f.surprise(y.iloc[301:310])
     f.update(y.iloc[300:310])
     assert f.predict().index[0] == idx[310]
 
