@@ -159,3 +159,14 @@ def test_surprise_without_memorizing_scores_every_chunk_at_the_given_state():
                                      al[:, :, a:a + 4], w, s, 4)
         torch.testing.assert_close(momentary[..., a:a + 4], m)
         torch.testing.assert_close(past[..., a:a + 4], p)
+
+
+def test_surprise_in_bfloat16_tracks_float32():
+    (q, k, v, th, et, al, *state), L = make_inputs(T=16, depth=2, dtype=torch.float32)
+    w, s = tuple(state[:L]), tuple(state[L:])
+    ref_m, ref_p, _, _ = memory_surprise(k, v, th, et, al, w, s, 4)
+    bf = lambda xs: tuple(x.bfloat16() for x in xs)  # noqa: E731
+    m, p, w_new, _ = memory_surprise(*bf((k, v, th, et, al)), bf(w), bf(s), 4)
+    assert m.dtype == p.dtype == w_new[0].dtype == torch.bfloat16
+    torch.testing.assert_close(m.float(), ref_m, rtol=0.1, atol=0.05 * ref_m.abs().max().item())
+    torch.testing.assert_close(p.float(), ref_p, rtol=0.1, atol=0.05 * ref_p.abs().max().item())
