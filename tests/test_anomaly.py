@@ -39,7 +39,7 @@ def test_detects_labelled_anomalies(detector, stream):
     x, labels = stream.values[400:], stream.labels[400:]
     assert labels.any() and not labels.all()
     auroc = roc_auc_score(labels, -detector.score_samples(x))
-    assert auroc > 0.65  # measured 0.69 (seed 1); chance is 0.5
+    assert auroc > 0.7  # measured 0.749 (seed 1; 0.69 with the memory surprise alone); chance is 0.5
 
 
 def test_update_then_score_equals_scoring_the_whole_block(detector, stream):
