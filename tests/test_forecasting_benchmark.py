@@ -17,7 +17,8 @@ def test_benchmark_json_shape(tmp_path):
     report = json.loads(out.read_text())
     assert report["dataset"] == "ETTh1"
     keys = {(r["model"], r["protocol"]) for r in report["results"]}
-    assert keys == {("ridge", "windowed"), ("titans-mal", "windowed"), ("titans-mal", "streaming")}
+    assert keys == {("ridge", "windowed"), ("titans-mal", "windowed"), ("titans-mal", "streaming"),
+                    ("titans-mal-frozen-memory", "streaming")}
     for r in report["results"]:
         assert r["horizon"] == 24 and 0 < r["mse"] < 2 and 0 < r["mae"] < 2 and r["train_seconds"] >= 0
 
