@@ -99,7 +99,7 @@ class _Carried:
     def __init__(self):
         self.state, self.ended = None, {}
 
-    def __call__(self, net: ForecastNet, batch) -> torch.Tensor:
+    def __call__(self, net: ForecastNet, batch) -> torch.Tensor | None:
         x, ctx, target, mask, group, first = batch
         g = int(group[0])
         if bool(first[0]):
@@ -107,11 +107,13 @@ class _Carried:
                 self.state = None
             else:  # validation: go on from where training left this group
                 self.state = self.ended.get(g)
-        point, quant, state = net(x, ctx, self.state)
+        scored = bool(mask.any())  # a lane's tail may hold no step whose future is known: stream it only
+        with torch.set_grad_enabled(scored and torch.is_grad_enabled()):
+            point, quant, state = net(x, ctx, self.state)
         self.state = state.detach()
         if net.training:
             self.ended[g] = self.state
-        return _loss_of(net, point, quant, target, mask)
+        return _loss_of(net, point, quant, target, mask) if scored else None
 
 
 def _loss(net: ForecastNet, batch) -> torch.Tensor:

@@ -79,4 +79,4 @@ def pinball(pred: Tensor, target: Tensor, q: Tensor, weight: Tensor) -> Tensor:
     """Weighted mean quantile (pinball) loss max(q·e, (q − 1)·e), e = target − pred; pred (..., Q)."""
     e = target[..., None] - pred
     loss = torch.maximum(q * e, (q - 1) * e) * weight[..., None]
-    return loss.sum() / (weight.expand_as(target).sum() * q.numel())
+    return loss.sum() / (weight.expand_as(target).sum().clamp_min(1) * q.numel())

@@ -228,3 +228,11 @@ def test_carried_memory_training_streams_better_than_fresh_segments():
         errors[carry] = f.backtest(y[700:], start=0, stride=1)["mse"].mean()
     # trained as it will run, the model forecasts the stream better (measured 0.0166 against 0.0204)
     assert errors[True] < 0.9 * errors[False]
+
+
+def test_carried_memory_streams_unscored_lane_tails_without_a_step():
+    # segments as long as the horizon: the last training segment of every lane holds no step whose whole
+    # future is known; it only carries the memory on (a 0/0 loss there once turned the weights to NaN)
+    f = TitansForecaster(**dict(SMALL, max_epochs=2, carry_memory=True, segment_length=4)).fit(series(300))
+    assert np.isfinite(f.predict()).all() and np.isfinite(f.best_loss_)
+    assert all(torch.isfinite(p).all() for p in f.net_.parameters())

@@ -1,8 +1,8 @@
 """The one training loop of titans-ts, on Lightning: forecasting and genomics both fit through `fit`.
 
-The caller supplies a model, data loaders and `step(model, batch) -> loss`. Lightning brings early
-stopping on validation loss, gradient clipping, seeded determinism, a progress bar and any
-accelerator / strategy (multi-GPU and multi-node DDP are Lightning's, passed straight through).
+The caller supplies a model, data loaders and `step(model, batch) -> loss` (None skips the batch).
+Lightning brings early stopping on validation loss, gradient clipping, seeded determinism, a progress
+bar and any accelerator / strategy (multi-GPU and multi-node DDP are Lightning's, passed straight through).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-Step = Callable[[nn.Module, Any], Tensor]
+Step = Callable[[nn.Module, Any], "Tensor | None"]  # the batch's loss, or None to skip it
 
 
 @dataclass
@@ -34,13 +34,16 @@ class _Task(pl.LightningModule):
         super().__init__()
         self.model, self.step, self.lr, self.weight_decay = model, step, lr, weight_decay
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.step(self.model, batch)
-        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=_batch_size(batch))
+        if loss is not None:  # None: nothing to learn from this batch, no optimizer step
+            self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=_batch_size(batch))
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self.log("val_loss", self.step(self.model, batch), prog_bar=True, batch_size=_batch_size(batch))
+        loss = self.step(self.model, batch)
+        if loss is not None:
+            self.log("val_loss", loss, prog_bar=True, batch_size=_batch_size(batch))
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
