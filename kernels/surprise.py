@@ -19,16 +19,18 @@ from .chunk import chunk_coefficients, forward_rows, momentum_scan, surprise_gra
 State = tuple[Tensor, ...]
 
 
-def momentum_norms(s: State, keys: list[Tensor], gs: list[Tensor], theta: Tensor, eta: Tensor) -> Tensor:
-    """‖S_i‖ for every token i of one chunk (B, H, C), from S₀ (`s`), each layer's inputs and output gradients."""
+def inherited_norms(s: State, keys: list[Tensor], gs: list[Tensor], theta: Tensor, eta: Tensor) -> Tensor:
+    """‖S_{i−1}‖, the momentum each token i of one chunk inherits (B, H, C), from S₀ (`s`) and each layer's
+    inputs and output gradients."""
     L, beta = momentum_scan(eta)
     K = L * theta.unsqueeze(-2)  # S_i = β_i S₀ − Σ_j K[i, j] u_j
-    sq = beta.square() * _squared_norm(s)
+    start = sum(s_l.square().sum((-2, -1)) for s_l in s).unsqueeze(-1)  # ‖S₀‖², (B, H, 1)
+    sq = beta.square() * start
     for s_l, a, g in zip(s, keys, gs):
         cross = ((a @ s_l) * g).sum(-1, keepdim=True)  # ⟨S₀, a_jᵀ g_j⟩
         gram = (a @ a.mT) * (g @ g.mT)  # ⟨u_j, u_j′⟩
         sq = sq - 2 * beta * (K @ cross)[..., 0] + ((K @ gram) * K).sum(-1)
-    return sq.clamp_min(0).sqrt()
+    return torch.cat([start, sq[..., :-1]], dim=-1).clamp_min(0).sqrt()
 
 
 @torch.no_grad()
@@ -54,16 +56,10 @@ def memory_surprise(
         ins, pre, out = forward_rows(w, k[:, :, a:b])
         gs, _ = surprise_grads(w, pre, out, v[:, :, a:b])
         momentary.append((out - v[:, :, a:b]).square().sum(-1))  # ℓ(M_{t−1}; x_t)   (eq 12)
-        norms = momentum_norms(up(s), up(ins), up(gs), th, et)  # ‖S_i‖ for the chunk's tokens
-        before = torch.cat([_squared_norm(up(s)).sqrt(), norms[..., :-1]], dim=-1)
-        past.append(et * before)  # ‖η_t S_{t−1}‖   (eq 13)
+        past.append(et * inherited_norms(up(s), up(ins), up(gs), th, et))  # ‖η_t S_{t−1}‖   (eq 13)
         if memorize and b - a == chunk_size:
             c, gt, beta, keep, fbeta = (x.to(k.dtype) for x in chunk_coefficients(th, et, al))
             w, s = write(w, s, ins, gs, c[..., None], gt[..., None],
                          *(x[..., None, None] for x in (beta, keep, fbeta)))
     return torch.cat(momentary, dim=-1), torch.cat(past, dim=-1).to(k.dtype), w, s
 
-
-def _squared_norm(s: State) -> Tensor:
-    """‖S‖² summed over all layers, (B, H, 1)."""
-    return sum(s_l.square().sum((-2, -1)) for s_l in s).unsqueeze(-1)
