@@ -94,8 +94,10 @@ def update_flops(batch: int, T: int, hidden: int, backward: bool) -> float:
     C = CHUNK
     dims = [(D_MODEL, hidden), (hidden, D_MODEL)]
     every, later = sum(a * b for a, b in dims), sum(a * b for a, b in dims[1:])
-    fwd = 8 * C * every + 2 * C * later  # read + key pass on 2C rows, surprise chain, two writes per layer
-    bwd = 20 * C * every + 6 * C * later
+    hidden_layers = sum(a * b for a, b in dims[:-1])
+    fwd = 8 * C * every + 2 * C * later  # read + key pass on 2C rows, surprise chain, the [S | W] write per layer
+    # write backward and forward pass backwards per layer, recomputed hidden layers (2C rows), surprise chain
+    bwd = 16 * C * every + 4 * C * hidden_layers + 6 * C * later
     return batch * HEADS * (T // C) * (fwd + (bwd if backward else 0))
 
 

@@ -11,9 +11,14 @@ and each Σ_j c_j u_j is one matmul, because u_j for a layer is the outer produc
 input and output gradient. Gradients of the memory MLP are derived by hand (no per-sample autograd).
 The decay products are formed as exponentials of differences of cumulative log sums (never > 1).
 
-Backward (`ChunkUpdate`): besides its inputs, only the weights and momentum each chunk started with
-are kept; a reverse loop over chunks recomputes the chunk's activations and carries dL/dW and dL/dS.
-The gate coefficients stay in autograd (they are cheap), so θ, η, α get their gradients through them.
+The loop is built for few ops per chunk, since on the CPU each op costs microseconds whatever its size:
+each layer's momentum and weights sit side by side in one buffer [S | W] (d_in, 2, d_out), so one
+matmul aᵀ [γθ·g | c·g] writes both; tensors are chunk-major (N, B·H, ...), so a chunk is a contiguous
+slice; the gate coefficients are laid out for all chunks before the loop; M(k) − v is accumulated onto
+−v in place. Backward (`ChunkUpdate`): besides its inputs, only the state each chunk started with (the
+[S | W] buffers, one slot per chunk) and M(k) − v are kept; a reverse loop over chunks recomputes the
+hidden activations and carries dL/d[S | W]. The gate coefficients stay in autograd (they are cheap), so
+θ, η, α get their gradients through them.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .mlp import mlp_forward, silu_backward, silu_grad2
+from .mlp import mlp_forward, silu_backward, silu_curvature
 
 _TINY = 1e-30
 State = tuple[Tensor, ...]
@@ -53,78 +58,89 @@ def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tenso
     return c, gamma_theta, beta[..., -1], torch.exp(log_keep[..., -1]), (f * beta).sum(-1)
 
 
-def forward_rows(weights: State, rows: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
-    """M on a block of rows: each layer's input, the hidden pre-activations, the output."""
+def hidden_rows(weights: State, rows: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """M's hidden layers on a block of rows: each layer's input (rows first) and hidden pre-activations."""
     ins, pre = [rows], []
     for w in weights[:-1]:
         pre.append(ins[-1] @ w)
         ins.append(F.silu(pre[-1]))
-    return ins, pre, ins[-1] @ weights[-1]
+    return ins, pre
 
 
-def surprise_grads(weights: State, pre: list[Tensor], out: Tensor, v: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    """Output gradients g_l with ∇_{W_l} ‖M(k_j) − v_j‖² = a_jᵀ g_j (eq 12), and p_l = g_{l+1} W_{l+1}ᵀ.
+def surprise_grads(weights: State, pre: list[Tensor], g: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """Output gradients g_l with ∇_{W_l} ‖M(k_j) − v_j‖² ∝ a_jᵀ g_j (eq 12), and p_l = g_{l+1} W_{l+1}ᵀ,
+    from the last layer's `g` (2 (M(k) − v), or any multiple: the chain is linear in it).
 
-    `pre[l]` holds layer l's hidden pre-activations of the keys; `out` is M(k).
+    `pre[l]` holds layer l's hidden pre-activations of the keys.
     """
-    gs, ps = [2 * (out - v)], []
+    gs, ps = [g], []
     for l in reversed(range(len(weights) - 1)):
         ps.insert(0, gs[0] @ weights[l + 1].mT)
         gs.insert(0, silu_backward(ps[0], pre[l]))
     return gs, ps
 
 
-def matmul_add_(base: Tensor, x: Tensor, y: Tensor, alpha: float = 1.0) -> Tensor:
-    """base + alpha · x @ y, accumulated by the GEMM into `base` (a fresh tensor it may overwrite)."""
-    flat = base.flatten(0, -3)  # a view for the tensors built here; a copy would still be right
-    return flat.baddbmm_(x.flatten(0, -3), y.flatten(0, -3), alpha=alpha).view(base.shape)
+def _chunk_major(x: Tensor, n_seq: int) -> Tensor:
+    """(B, H, N, ...) -> (N, B·H, ...): a view when x is chunk-major in memory, as `chunked` builds it."""
+    return x.movedim(2, 0).reshape(x.shape[2], n_seq, *x.shape[3:])
 
 
-def dot(x: Tensor, y: Tensor, dims: int) -> Tensor:
-    """Σ x·y over the last `dims` dimensions."""
-    return (x * y).sum(tuple(range(-dims, 0)))
+def _coefficients(coef: tuple[Tensor, ...], n_seq: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """The gate coefficients of all chunks, chunk-major: the write's per-token weights −2 [γθ, c]
+    (N, B·H, C, 2, 1) (the 2 of ∇‖M(k) − v‖²), the state mix [β, A] (N, B·H, 1, 2, 1), and fβ
+    (N, B·H, 1, 1)."""
+    c, gt, beta, keep, fbeta = (_chunk_major(x.to(dtype), n_seq) for x in coef)
+    return (-2 * torch.stack([gt, c], -1)).unsqueeze(-1), torch.stack([beta, keep], -1)[:, :, None, :, None], \
+        fbeta[:, :, None, None]
 
 
-def chunk_step(w: State, s: State, rows: Tensor, v: Tensor, c: Tensor, gt: Tensor,
-               beta: Tensor, keep: Tensor, fbeta: Tensor) -> tuple[Tensor, State, State]:
-    """One chunk: read its queries at W₀ (eq 15), then write its keys (eqs 13–14 summed over the chunk).
-
-    rows: queries then keys, (B, H, 2C, D); v (B, H, C, D); c, gt (B, H, C, 1); beta, keep, fbeta (B, H, 1, 1).
-    """
-    C = v.shape[-2]
-    ins, pre, out = forward_rows(w, rows)
-    gs, _ = surprise_grads(w, [z[..., C:, :] for z in pre], out[..., C:, :], v)
-    w_new, s_new = write(w, s, [a[..., C:, :] for a in ins], gs, c, gt, beta, keep, fbeta)
-    return out[..., :C, :], w_new, s_new
+def _pairs(first: State, second: State, slots: int) -> list[Tensor]:
+    """Per layer a buffer (slots, B·H, d_in, 2, d_out) whose slot 0 holds [first | second] (momentum, weights)."""
+    bufs = []
+    for a, b in zip(first, second):
+        buf = a.new_empty(slots, *a.shape[:3], 2, a.shape[3])
+        buf[0, ..., 0, :], buf[0, ..., 1, :] = a, b
+        bufs.append(buf.flatten(1, 2))
+    return bufs
 
 
-def write(w: State, s: State, keys: list[Tensor], gs: list[Tensor], c: Tensor, gt: Tensor,
-          beta: Tensor, keep: Tensor, fbeta: Tensor) -> tuple[State, State]:
-    """A chunk's write from each layer's inputs `keys` and output gradients `gs` (u_j = a_jᵀ g_j)."""
-    s_new = tuple(matmul_add_(beta * s_l, a.mT, gt * g, -1) for s_l, a, g in zip(s, keys, gs))  # eq 13
-    w_new = tuple(matmul_add_((keep * w_l).addcmul_(fbeta, s_l), a.mT, c * g, -1)  # eq 14
-                  for w_l, s_l, a, g in zip(w, s, keys, gs))
-    return w_new, s_new
-
-
-def _chunk_args(coef: tuple[Tensor, ...], n: int, dtype: torch.dtype) -> tuple[Tensor, ...]:
-    """Chunk n's coefficients, shaped to broadcast over (B, H, C, d) and (B, H, d_in, d_out)."""
-    c, gt, beta, keep, fbeta = (x[:, :, n].to(dtype) for x in coef)
-    return (c[..., None], gt[..., None], *(x[..., None, None] for x in (beta, keep, fbeta)))
+def _write(cur: Tensor, nxt: Tensor, a: Tensor, g: Tensor, rmix: Tensor, smix: Tensor, fbeta: Tensor) -> Tensor:
+    """One layer's chunk write into `nxt` from `cur`, both [S | W]: S' = β S − aᵀ(2γθ g) (eq 13),
+    W' = A W + fβ S − aᵀ(2c g) (eq 14), the two outer-product sums in one matmul. Returns its right factor."""
+    torch.mul(cur, smix, out=nxt)
+    nxt[..., 1, :].addcmul_(cur[..., 0, :], fbeta)
+    rhs = (g.unsqueeze(-2) * rmix).flatten(-2)
+    nxt.flatten(-2).baddbmm_(a.mT, rhs)
+    return rhs
 
 
 def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State,
          save: bool = False) -> tuple[Tensor, State, State, list[Tensor]]:
-    """All chunks in order. qk (B, H, N, 2C, D); v (B, H, N, C, D). With `save`, also the states
-    every chunk started with, stacked per layer as (N, B, H, d_in, d_out): weights, then momentum."""
-    N = v.shape[2]
-    y = v.new_empty(*v.shape[:-1], w[-1].shape[-1])
-    starts = [x.new_empty(N, *x.shape) for x in w + s] if save else []
+    """All chunks in order. qk (B, H, N, 2C, D), queries then keys; v (B, H, N, C, D). Returns y
+    (B, H, N, C, D), the final weights and momentum, and with `save` what the backward needs:
+    M(q) ‖ M(k) − v per chunk (N, B·H, 2C, D), the coefficients, and per layer the [S | W] buffer
+    holding every chunk's starting state (N + 1, B·H, d_in, 2, d_out)."""
+    B, H, N, C2, _ = qk.shape
+    C, n_seq = C2 // 2, B * H
+    qk = _chunk_major(qk, n_seq)
+    out = qk.new_empty(N, n_seq, C2, w[-1].shape[-1])  # M(q) ‖ M(k) − v: −v first, M added in place
+    out[:, :, :C].zero_()
+    torch.neg(_chunk_major(v, n_seq), out=out[:, :, C:])
+    rmix, smix, fbeta = _coefficients(coef, n_seq, qk.dtype)
+    slot = (lambda n: n) if save else (lambda n: n % 2)  # noqa: E731
+    bufs = _pairs(s, w, N + 1 if save else 2)
     for n in range(N):
-        for buf, x in zip(starts, w + s):
-            buf[n] = x
-        y[:, :, n], w, s = chunk_step(w, s, qk[:, :, n], v[:, :, n], *_chunk_args(coef, n, qk.dtype))
-    return y, w, s, starts
+        cur, nxt = [b[slot(n)] for b in bufs], [b[slot(n + 1)] for b in bufs]
+        ws = [x[..., 1, :] for x in cur]
+        ins, pre = hidden_rows(ws, qk[n])
+        out[n].baddbmm_(ins[-1], ws[-1])  # read the queries (eq 15), M(k) − v for the keys
+        gs, _ = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
+        for l in range(len(ws)):
+            _write(cur[l], nxt[l], ins[l][:, C:], gs[l], rmix[n], smix[n], fbeta[n])
+    last = [b[slot(N)].unflatten(0, (B, H)) for b in bufs]
+    y = out[:, :, :C].unflatten(1, (B, H)).movedim(0, 2)
+    saved = [qk, out, rmix, smix, fbeta, *bufs] if save else []
+    return y, tuple(x[..., 1, :].contiguous() for x in last), tuple(x[..., 0, :].contiguous() for x in last), saved
 
 
 class ChunkUpdate(torch.autograd.Function):
@@ -141,57 +157,65 @@ class ChunkUpdate(torch.autograd.Function):
     def forward(ctx, qk: Tensor, v: Tensor, c: Tensor, gt: Tensor, beta: Tensor, keep: Tensor, fbeta: Tensor,
                 *state: Tensor) -> tuple[Tensor, ...]:
         L = len(state) // 2
-        y, w, s, starts = scan(qk, v, (c, gt, beta, keep, fbeta), state[:L], state[L:], save=True)
-        ctx.save_for_backward(qk, v, c, gt, beta, keep, fbeta, *starts)
+        y, w, s, saved = scan(qk, v, (c, gt, beta, keep, fbeta), state[:L], state[L:], save=True)
+        ctx.save_for_backward(*saved)
+        ctx.shapes = qk.shape[:2], c.dtype
         return (y, *w, *s)
 
     @staticmethod
     def backward(ctx, dy: Tensor, *dstate: Tensor) -> tuple[Tensor, ...]:
-        qk, v, c, gt, beta, keep, fbeta, *starts = ctx.saved_tensors
-        L, C, N = len(dstate) // 2, v.shape[3], v.shape[2]
-        dW, dS = list(dstate[:L]), list(dstate[L:])  # dL/dW, dL/dS at the end of the chunk being undone
-        dqk, dv = torch.empty_like(qk), torch.empty_like(v)
-        dcoef = [torch.zeros_like(x) for x in (c, gt, beta, keep, fbeta)]
+        qk, out, rmix, smix, fbeta, *bufs = ctx.saved_tensors
+        (B, H), coef_dtype = ctx.shapes
+        L, (N, n_seq, C2, _) = len(bufs), qk.shape
+        C = C2 // 2
+        dout = torch.empty_like(out)  # dL/d[M(q) ‖ M(k) − v] per chunk
+        dout[:, :, :C] = _chunk_major(dy, n_seq)
+        dqk = torch.empty_like(qk)
+        drmix = [rmix.new_empty(N, n_seq, C, 2) for _ in range(L)]  # per layer: dL/d(−2 [γθ, c])
+        dsmix = [rmix.new_empty(N, n_seq, 2, 2) for _ in range(L)]  # ⟨dL/d[S', W'], [S, W]⟩
+        carry = _pairs(dstate[L:], dstate[:L], 2)  # dL/d[S | W] at the end of the chunk being undone
+        d, dprev = [x[0] for x in carry], [x[1] for x in carry]
         for n in reversed(range(N)):
-            w, s = tuple(x[n] for x in starts[:L]), tuple(x[n] for x in starts[L:])
-            cn, gtn, b, a, fb = _chunk_args((c, gt, beta, keep, fbeta), n, qk.dtype)
-            ins, pre, out = forward_rows(w, qk[:, :, n])  # recompute the chunk's activations
-            gs, ps = surprise_grads(w, [z[..., C:, :] for z in pre], out[..., C:, :], v[:, :, n])
-            # the write S' = β S − aᵀ(γθ g), W' = A W + fβ S − aᵀ(c g), for every layer
-            dg, dkeys, dW_prev, dS_prev = [], [], [], []
+            cur = [b[n] for b in bufs]
+            ws = [x[..., 1, :] for x in cur]
+            ins, pre = hidden_rows(ws, qk[n])  # recompute the chunk's hidden activations
+            gs, ps = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
+            # the write [S', W'] = [β S, A W + fβ S] + aᵀ rhs, rhs = −2 [γθ g, c g], for every layer
+            dgs, rhs = [], []
             for l in range(L):
-                key, g = ins[l][..., C:, :], gs[l]
-                aS, aW = key @ dS[l], key @ dW[l]
-                dg.append(torch.addcmul(aS * -gtn, -cn, aW))
-                dkeys.append(torch.addcmul((g @ dS[l].mT) * -gtn, -cn, g @ dW[l].mT))
-                dcoef[0][:, :, n] -= dot(aW, g, 1)
-                dcoef[1][:, :, n] -= dot(aS, g, 1)
-                dcoef[2][:, :, n] += dot(dS[l], s[l], 2)
-                dcoef[3][:, :, n] += dot(dW[l], w[l], 2)
-                dcoef[4][:, :, n] += dot(dW[l], s[l], 2)
-                dW_prev.append(a * dW[l])
-                dS_prev.append((b * dS[l]).addcmul_(fb, dW[l]))
+                d2 = d[l].flatten(-2)
+                rhs.append((gs[l].unsqueeze(-2) * rmix[n]).flatten(-2))
+                da_rhs = (ins[l][:, C:] @ d2).unflatten(-1, (2, -1))  # dL/d rhs
+                torch.sum(da_rhs * gs[l].unsqueeze(-2), -1, out=drmix[l][n])
+                dg = dout[n, :, C:] if l == L - 1 else None  # the last layer's dg accumulates in `dout`
+                dgs.append(torch.sum(da_rhs * rmix[n], -2, out=dg))
+                torch.sum(d[l].unsqueeze(-2) * cur[l].unsqueeze(-3), (1, -1), out=dsmix[l][n])
+                torch.mul(d[l], smix[n], out=dprev[l])
+                dprev[l][..., 0, :].addcmul_(d[l][..., 1, :], fbeta[n])
             # the surprise chain g_l = p_l σ′(z_l), p_l = g_{l+1} W_{l+1}ᵀ, backwards
             dz_keys = []
             for l in range(L - 1):
-                zk = pre[l][..., C:, :]
-                dp = silu_backward(dg[l], zk)
-                dz_keys.append(dg[l] * ps[l] * silu_grad2(zk))
-                dg[l + 1] = matmul_add_(dg[l + 1], dp, w[l + 1])
-                dW_prev[l + 1] = matmul_add_(dW_prev[l + 1], dp.mT, gs[l + 1])
-            # the forward pass over queries and keys, backwards (g_last = 2 (M(k) − v))
-            dv[:, :, n] = -2 * dg[-1]
-            dz = torch.cat([dy[:, :, n], 2 * dg[-1]], dim=-2)
+                zk = pre[l][:, C:]
+                dp = silu_backward(dgs[l], zk)
+                dz_keys.append(silu_curvature(dgs[l] * ps[l], zk))
+                dgs[l + 1].baddbmm_(dp, ws[l + 1])
+                dprev[l + 1][..., 1, :].baddbmm_(dp.mT, gs[l + 1])
+            # the forward pass over queries and keys, backwards
+            dz = dout[n]
             for l in reversed(range(L)):
-                dW_prev[l] = matmul_add_(dW_prev[l], ins[l].mT, dz)
-                dh = dz @ w[l].mT
-                dh[..., C:, :] += dkeys[l]
+                dprev[l][..., 1, :].baddbmm_(ins[l].mT, dz)
+                dh = torch.bmm(dz, ws[l].mT, out=None if l else dqk[n])
+                dh[:, C:].baddbmm_(rhs[l], d[l].flatten(-2).mT)
                 if l:
                     dz = silu_backward(dh, pre[l - 1])
-                    dz[..., C:, :] += dz_keys[l - 1]
-            dqk[:, :, n] = dh
-            dW, dS = dW_prev, dS_prev
-        return (dqk, dv, *dcoef, *dW, *dS)
+                    dz[:, C:] += dz_keys[l - 1]
+            d, dprev = dprev, d
+        back = lambda x: x.unflatten(1, (B, H)).movedim(0, 2)  # noqa: E731  (N, B·H, ...) -> (B, H, N, ...)
+        dmix, dsm = -2 * sum(drmix), sum(dsmix)
+        dcoef = (dmix[..., 1], dmix[..., 0], dsm[..., 0, 0], dsm[..., 1, 1], dsm[..., 1, 0])
+        dstart = [x.unflatten(0, (B, H)) for x in d]
+        return (back(dqk), back(-dout[:, :, C:]), *(back(x).to(coef_dtype) for x in dcoef),
+                *(x[..., 1, :] for x in dstart), *(x[..., 0, :] for x in dstart))
 
 
 def chunked(update: type[torch.autograd.Function], q: Tensor, k: Tensor, v: Tensor,
@@ -211,7 +235,8 @@ def chunked(update: type[torch.autograd.Function], q: Tensor, k: Tensor, v: Tens
     split = lambda t: t[:, :, : N * C].unflatten(2, (N, C))  # noqa: E731
     at_least_f32 = lambda g: split(g).to(torch.promote_types(g.dtype, torch.float32))  # noqa: E731
     coef = chunk_coefficients(at_least_f32(theta), at_least_f32(eta), at_least_f32(alpha))
-    qk = torch.cat([split(q), split(k)], dim=3)  # queries then keys: one matmul reads and writes
+    # queries then keys, so one matmul reads and writes; chunk-major in memory (a chunk is one slice)
+    qk = torch.cat([split(q).movedim(2, 0), split(k).movedim(2, 0)], dim=3).movedim(0, 2)
     inputs = (qk, split(v), *coef, *w, *s)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         y, *state = update.apply(*inputs)

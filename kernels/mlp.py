@@ -24,7 +24,8 @@ def silu_backward(grad: Tensor, z: Tensor) -> Tensor:
     return torch.ops.aten.silu_backward(grad, z)
 
 
-def silu_grad2(z: Tensor) -> Tensor:
-    """d² SiLU(z) / dz² = σ(z) (1 − σ(z)) (2 + z (1 − 2σ(z))), for the backward of the memory's own gradient."""
+def silu_curvature(grad: Tensor, z: Tensor) -> Tensor:
+    """grad · SiLU″(z), SiLU″(z) = σ(z) (1 − σ(z)) (2 + z (1 − 2σ(z))), for the backward of the memory's own
+    gradient; the last factor through the fused sigmoid backward."""
     s = torch.sigmoid(z)
-    return s * (1 - s) * (2 + z * (1 - 2 * s))
+    return torch.ops.aten.sigmoid_backward(torch.addcmul(z, z, s, value=-2).add_(2).mul_(grad), s)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .chunk import chunk_coefficients, forward_rows, momentum_scan, surprise_grads, write
+from .chunk import chunk_coefficients, hidden_rows, momentum_scan, surprise_grads
 
 State = tuple[Tensor, ...]
 
@@ -31,6 +31,14 @@ def inherited_norms(s: State, keys: list[Tensor], gs: list[Tensor], theta: Tenso
         gram = (a @ a.mT) * (g @ g.mT)  # ⟨u_j, u_j′⟩
         sq = sq - 2 * beta * (K @ cross)[..., 0] + ((K @ gram) * K).sum(-1)
     return torch.cat([start, sq[..., :-1]], dim=-1).clamp_min(0).sqrt()
+
+
+def write(w: State, s: State, keys: list[Tensor], gs: list[Tensor], c: Tensor, gt: Tensor,
+          beta: Tensor, keep: Tensor, fbeta: Tensor) -> tuple[State, State]:
+    """A chunk's write from each layer's inputs `keys` and output gradients `gs` (u_j = a_jᵀ g_j)."""
+    s_new = tuple(beta * s_l - a.mT @ (gt * g) for s_l, a, g in zip(s, keys, gs))  # eq 13
+    w_new = tuple((keep * w_l).addcmul_(fbeta, s_l) - a.mT @ (c * g) for w_l, s_l, a, g in zip(w, s, keys, gs))  # eq 14
+    return w_new, s_new
 
 
 @torch.no_grad()
@@ -53,8 +61,9 @@ def memory_surprise(
     for a in range(0, k.shape[2], chunk_size):
         b = min(a + chunk_size, k.shape[2])
         th, et, al = (g[:, :, a:b].to(work) for g in (theta, eta, alpha))
-        ins, pre, out = forward_rows(w, k[:, :, a:b])
-        gs, _ = surprise_grads(w, pre, out, v[:, :, a:b])
+        ins, pre = hidden_rows(w, k[:, :, a:b])
+        out = ins[-1] @ w[-1]
+        gs, _ = surprise_grads(w, pre, 2 * (out - v[:, :, a:b]))
         momentary.append((out - v[:, :, a:b]).square().sum(-1))  # ℓ(M_{t−1}; x_t)   (eq 12)
         past.append(et * inherited_norms(up(s), up(ins), up(gs), th, et))  # ‖η_t S_{t−1}‖   (eq 13)
         if memorize and b - a == chunk_size:
