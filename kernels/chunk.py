@@ -188,8 +188,9 @@ class ChunkUpdate(torch.autograd.Function):
                 da_rhs = (ins[l][:, C:] @ d2).unflatten(-1, (2, -1))  # dL/d rhs
                 torch.sum(da_rhs * gs[l].unsqueeze(-2), -1, out=drmix[l][n])
                 dg = dout[n, :, C:] if l == L - 1 else None  # the last layer's dg accumulates in `dout`
-                dgs.append(torch.sum(da_rhs * rmix[n], -2, out=dg))
-                torch.sum(d[l].unsqueeze(-2) * cur[l].unsqueeze(-3), (1, -1), out=dsmix[l][n])
+                dg = torch.mul(da_rhs[..., 0, :], rmix[n, ..., 0, :], out=dg)
+                dgs.append(dg.addcmul_(da_rhs[..., 1, :], rmix[n, ..., 1, :]))
+                torch.sum(d[l] @ cur[l].mT, 1, out=dsmix[l][n])  # per row of d_in, then summed
                 torch.mul(d[l], smix[n], out=dprev[l])
                 dprev[l][..., 0, :].addcmul_(d[l][..., 1, :], fbeta[n])
             # the surprise chain g_l = p_l σ′(z_l), p_l = g_{l+1} W_{l+1}ᵀ, backwards
