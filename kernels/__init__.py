@@ -11,6 +11,7 @@ import importlib.util
 from torch import Tensor
 
 from .chunk import memory_chunk
+from .conv import causal_conv_silu
 from .mlp import mlp_forward
 from .naive import memory_naive
 from .surprise import memory_surprise
@@ -51,4 +52,4 @@ def memory_update(
     return fn(q, k, v, theta, eta, alpha, weights, momentum, chunk_size)
 
 
-__all__ = ["memory_update", "memory_chunk", "memory_naive", "memory_surprise", "mlp_forward", "resolve_backend", "BACKENDS"]
+__all__ = ["memory_update", "causal_conv_silu", "memory_chunk", "memory_naive", "memory_surprise", "mlp_forward", "resolve_backend", "BACKENDS"]

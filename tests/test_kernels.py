@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from titans_ts.kernels import chunk as chunk_module
-from titans_ts.kernels import memory_chunk, memory_naive, memory_surprise, memory_update, mlp_forward
+from titans_ts.kernels import causal_conv_silu, memory_chunk, memory_naive, memory_surprise, memory_update, mlp_forward
 
 
 def make_inputs(B=2, H=2, T=21, D=4, depth=2, hidden=8, dtype=torch.float64, seed=0, grad=False):
@@ -170,3 +170,19 @@ def test_surprise_in_bfloat16_tracks_float32():
     assert m.dtype == p.dtype == w_new[0].dtype == torch.bfloat16
     torch.testing.assert_close(m.float(), ref_m, rtol=0.1, atol=0.05 * ref_m.abs().max().item())
     torch.testing.assert_close(p.float(), ref_p, rtol=0.1, atol=0.05 * ref_p.abs().max().item())
+
+
+def test_causal_conv_silu_equals_grouped_conv1d_values_and_gradients():
+    """The shifted-product convolution and its own backward against torch's grouped conv1d."""
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(3, 3 + 17, 6, generator=g, dtype=torch.float64, requires_grad=True)  # K − 1 = 3 past steps
+    weight = torch.randn(6, 1, 4, generator=g, dtype=torch.float64, requires_grad=True)  # Conv1d's layout
+    bias = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = F.silu(F.conv1d(feats.transpose(1, 2), weight, bias, groups=6).transpose(1, 2))
+    out = causal_conv_silu(feats, weight[:, 0].t().contiguous(), bias)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(out, (feats, weight, bias), dy), torch.autograd.grad(ref, (feats, weight, bias), dy)):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(causal_conv_silu(feats, weight[:, 0].t().contiguous(), bias), ref, atol=1e-12, rtol=0)

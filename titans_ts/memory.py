@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from titans_ts.config import check_positive_int
-from titans_ts.kernels import BACKENDS, memory_surprise, memory_update, mlp_forward
+from titans_ts.kernels import BACKENDS, causal_conv_silu, memory_surprise, memory_update, mlp_forward
 from titans_ts.state import MemoryState
 
 
@@ -66,16 +66,8 @@ class NeuralMemory(nn.Module):
         """Fresh memory: weights M_0, zero momentum, zero conv history, an empty chunk buffer."""
         p = self.initial[0]
         device, dtype = device or p.device, dtype or p.dtype
-        dh, H = self.d_model // self.heads, self.heads
-        st = MemoryState()
-        for i, w in enumerate(self.initial):
-            st[f"w.{i}"] = w.to(device, dtype).unsqueeze(0).expand(batch_size, *w.shape)
-            st[f"s.{i}"] = torch.zeros(batch_size, *w.shape, device=device, dtype=dtype)
+        st = fresh_state(tuple(self.initial), batch_size, device, dtype)
         st["conv"] = torch.zeros(batch_size, self.conv.kernel_size[0] - 1, 3 * self.d_model, device=device, dtype=dtype)
-        for name in ("k", "v"):
-            st[f"buf.{name}"] = torch.zeros(batch_size, H, 0, dh, device=device, dtype=dtype)
-        for name in ("theta", "eta", "alpha"):
-            st[f"buf.{name}"] = torch.zeros(batch_size, H, 0, device=device, dtype=dtype)
         return st
 
     # -- projections --------------------------------------------------------------------------------
@@ -85,19 +77,9 @@ class NeuralMemory(nn.Module):
     def _project(self, x: Tensor, st: MemoryState) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """k, v, q (B, H, T, dh) through SiLU(DWConv(x W)) with the conv history from `st`; new history."""
         feats = torch.cat([st["conv"], self.to_qkv(x)], dim=1)
-        mixed = F.silu(self._conv(feats))
+        mixed = causal_conv_silu(feats, self.conv.weight[:, 0].t().contiguous(), self.conv.bias)
         q, k, v = (self._split(t) for t in mixed.chunk(3, dim=-1))
         return _unit(k), v, _unit(q), feats[:, feats.shape[1] - st["conv"].shape[1]:]
-
-    def _conv(self, feats: Tensor) -> Tensor:
-        """The depthwise causal conv over time, (B, K − 1 + T, c) -> (B, T, c), as K shifted products:
-        far cheaper on the CPU than a grouped convolution, and no transposes."""
-        w, K = self.conv.weight[:, 0], self.conv.kernel_size[0]  # (c, K)
-        T = feats.shape[1] - K + 1
-        out = torch.addcmul(self.conv.bias, feats[:, :T], w[:, 0])
-        for i in range(1, K):
-            out = out.addcmul_(feats[:, i: i + T], w[:, i])
-        return out
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         g = self.to_gates(x).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
@@ -106,9 +88,6 @@ class NeuralMemory(nn.Module):
         # mean gradient, however large η_t: the update stays stable even when the keys are all alike
         theta = self.max_lr / self.chunk_size * (1 - eta) * torch.sigmoid(g[:, 0])
         return theta, eta, alpha
-
-    def _weights(self, st: MemoryState, kind: str) -> tuple[Tensor, ...]:
-        return tuple(st[f"{kind}.{i}"] for i in range(len(self.initial)))
 
     def _check(self, x: Tensor, state: MemoryState | None) -> MemoryState:
         if x.dim() != 3 or x.shape[-1] != self.d_model:
@@ -123,15 +102,8 @@ class NeuralMemory(nn.Module):
     def forward(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
         """Read the memory for every token and (if `memorize`) write every completed chunk into it."""
         st = self._check(x, state)
-        q, parts, n_buf, new = self._prepare(x, st)
-        if not memorize:
-            y = mlp_forward(self._weights(st, "w"), q)
-        else:
-            if n_buf:  # buffered tokens were read in an earlier call
-                q = torch.cat([q.new_zeros(*q.shape[:2], n_buf, q.shape[-1]), q], dim=2)
-            y, w, s = memory_update(q, *parts.values(), self._weights(st, "w"), self._weights(st, "s"),
-                                    self.chunk_size, backend=self.backend)
-            new, y = self._commit(new, parts, w, s), y[:, :, n_buf:]
+        q, parts, new = self._prepare(x, st)
+        y, new = stream(q, parts, st, new, self.chunk_size, memorize, self.backend)
         return self.out(y.transpose(1, 2).flatten(2)), new
 
     def surprise(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Surprise, MemoryState]:
@@ -141,40 +113,83 @@ class NeuralMemory(nn.Module):
         memory recalls the association it is about to learn. `memorize=False` scores without learning.
         """
         st = self._check(x, state)
-        _, parts, n_buf, new = self._prepare(x, st)
-        momentary, past, w, s = memory_surprise(*parts.values(), self._weights(st, "w"), self._weights(st, "s"),
+        _, parts, new = self._prepare(x, st)
+        parts, n_buf = buffered(parts, st)
+        momentary, past, w, s = memory_surprise(*parts.values(), weights_of(st, "w"), weights_of(st, "s"),
                                                 self.chunk_size, memorize)
         if memorize:
-            new = self._commit(new, parts, w, s)
+            new = commit(new, parts, w, s, self.chunk_size)
         return Surprise(momentary[:, :, n_buf:].transpose(1, 2), past[:, :, n_buf:].transpose(1, 2)), new
 
-    def _prepare(self, x: Tensor, st: MemoryState) -> tuple[Tensor, dict[str, Tensor], int, MemoryState]:
-        """Queries, then k, v, θ, η, α with the buffered partial chunk in front, the buffer's length, and
-        the state with its new conv history."""
+    def _prepare(self, x: Tensor, st: MemoryState) -> tuple[Tensor, dict[str, Tensor], MemoryState]:
+        """Queries, then k, v, θ, η, α of x, and the state with its new conv history."""
         k, v, q, conv = self._project(x, st)
         new = MemoryState(st)
         new["conv"] = conv
         theta, eta, alpha = self._gates(x)
-        n_buf = st["buf.k"].shape[2]
-        parts = {"k": k, "v": v, "theta": theta, "eta": eta, "alpha": alpha}
-        return q, {n: torch.cat([st[f"buf.{n}"], t], dim=2) if n_buf else t for n, t in parts.items()}, n_buf, new
-
-    def _commit(self, new: MemoryState, parts: dict[str, Tensor], w: tuple[Tensor, ...],
-                s: tuple[Tensor, ...]) -> MemoryState:
-        """The state after a write: weights and momentum, and the partial chunk left waiting."""
-        for i in range(len(w)):
-            new[f"w.{i}"], new[f"s.{i}"] = w[i], s[i]
-        keep = parts["k"].shape[2] % self.chunk_size
-        for name, t in parts.items():
-            new[f"buf.{name}"] = t[:, :, t.shape[2] - keep:]
-        return new
+        return q, {"k": k, "v": v, "theta": theta, "eta": eta, "alpha": alpha}, new
 
     def lookup(self, q: Tensor, state: MemoryState) -> Tensor:
         """M*(q) for queries already projected, (B, T, d_model), at the state's weights; no update."""
         qh = _unit(self._split(q))
-        return self.out(mlp_forward(self._weights(state, "w"), qh).transpose(1, 2).flatten(2))
+        return self.out(mlp_forward(weights_of(state, "w"), qh).transpose(1, 2).flatten(2))
 
 
 def _unit(x: Tensor, eps: float = 1e-12) -> Tensor:
     """x / max(‖x‖, eps) over the last dimension (ℓ2 normalisation, §3.1), in two fused passes."""
     return x * x.square().sum(-1, keepdim=True).clamp_min(eps * eps).rsqrt()
+
+
+# -- the write path every memory shares: given keys, values and gates, streamed in chunks -------------
+def fresh_state(initial: tuple[Tensor, ...], batch_size: int, device=None, dtype=None) -> MemoryState:
+    """A memory before its first write: weights M_0 (`initial`, one (H, d_in, d_out) per layer), zero
+    momentum, and an empty buffer for the partial chunk."""
+    st = MemoryState()
+    for i, w in enumerate(initial):
+        st[f"w.{i}"] = w.to(device, dtype).unsqueeze(0).expand(batch_size, *w.shape)
+        st[f"s.{i}"] = torch.zeros(batch_size, *w.shape, device=device, dtype=dtype)
+    heads, d_key, d_value = initial[0].shape[0], initial[0].shape[1], initial[-1].shape[-1]
+    for name, dim in (("k", d_key), ("v", d_value)):
+        st[f"buf.{name}"] = torch.zeros(batch_size, heads, 0, dim, device=device, dtype=dtype)
+    for name in ("theta", "eta", "alpha"):
+        st[f"buf.{name}"] = torch.zeros(batch_size, heads, 0, device=device, dtype=dtype)
+    return st
+
+
+def weights_of(st: MemoryState, kind: str) -> tuple[Tensor, ...]:
+    """The memory's weights ("w") or momentum ("s"), one tensor per layer."""
+    return tuple(st[f"{kind}.{i}"] for i in range(sum(k.startswith(f"{kind}.") for k in st)))
+
+
+def buffered(parts: dict[str, Tensor], st: MemoryState) -> tuple[dict[str, Tensor], int]:
+    """k, v, θ, η, α with the partial chunk waiting in `st` in front, and that chunk's length."""
+    n_buf = st["buf.k"].shape[2]
+    return {n: torch.cat([st[f"buf.{n}"], t], dim=2) if n_buf else t for n, t in parts.items()}, n_buf
+
+
+def commit(new: MemoryState, parts: dict[str, Tensor], w: tuple[Tensor, ...], s: tuple[Tensor, ...],
+           chunk_size: int) -> MemoryState:
+    """The state after a write: weights and momentum, and the partial chunk left waiting."""
+    for i in range(len(w)):
+        new[f"w.{i}"], new[f"s.{i}"] = w[i], s[i]
+    keep = parts["k"].shape[2] % chunk_size
+    for name, t in parts.items():
+        new[f"buf.{name}"] = t[:, :, t.shape[2] - keep:]
+    return new
+
+
+def stream(q: Tensor, parts: dict[str, Tensor], st: MemoryState, new: MemoryState, chunk_size: int,
+           memorize: bool = True, backend: str = "auto") -> tuple[Tensor, MemoryState]:
+    """Read M(q_t) for every query (B, H, T, d) and, with `memorize`, write every completed chunk of
+    `parts` (k, v (B, H, T, ·); θ, η, α (B, H, T)) after the partial chunk waiting in `st` (eqs 13–14).
+
+    A token is read at the weights its chunk started with, so a stream cut into pieces of any lengths
+    gives what one call gives. Returns y (B, H, T, d_out) and `new` with the memory written into it.
+    """
+    if not memorize:
+        return mlp_forward(weights_of(st, "w"), q), new
+    parts, n_buf = buffered(parts, st)
+    if n_buf:  # buffered tokens were read in an earlier call
+        q = torch.cat([q.new_zeros(*q.shape[:2], n_buf, q.shape[-1]), q], dim=2)
+    y, w, s = memory_update(q, *parts.values(), weights_of(st, "w"), weights_of(st, "s"), chunk_size, backend=backend)
+    return y[:, :, n_buf:], commit(new, parts, w, s, chunk_size)
