@@ -75,6 +75,9 @@ def test_sigkill_during_saves_never_leaves_a_torn_file(tmp_path):
     """)], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
         assert loop.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60  # a loaded machine may take a while over the first save
+        while not (tmp_path / "live.titans").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         rng = np.random.default_rng(0)
         for _ in range(5):
             time.sleep(float(rng.uniform(0.05, 0.3)))
