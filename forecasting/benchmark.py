@@ -123,30 +123,52 @@ def online_ridge(train: np.ndarray, val: np.ndarray, stream: np.ndarray, lookbac
     return dict(mse=mse, mae=mae, train_seconds=time.perf_counter() - t0)
 
 
-def memorization(horizon: int, params: dict, seed: int = 0) -> list[dict]:
+def memorization(horizon: int, params: dict, seed: int = 0, channels: int = 8) -> list[dict]:
     """Recurring motifs farther apart than the attention window: error on recurrences, memory on vs frozen.
 
     The model is fitted on one stream and then streams a second one whose motifs it has never seen, so
-    only what the memory learns at test time can recall them when they recur.
+    only what the memory learns at test time can recall them when they recur. Each of `channels` channels
+    has motifs of its own (the forecaster reads them as independent streams). A nearest-neighbour oracle
+    (the future of the most similar earlier window whose future is known) shows what recall could give.
     """
     lookback = params.get("window") or 32
-    make = lambda s: recurring_motifs(n_steps=6_000, n_motifs=6, motif_len=48, window=lookback, noise=0.05, seed=s)  # noqa: E731
+    make = lambda s: recurring_motifs(n_steps=6_000, n_channels=channels, n_motifs=6, motif_len=48,  # noqa: E731
+                                      window=lookback, noise=0.05, seed=s)
     f = TitansForecaster(horizon=horizon, lookback=lookback, **params)
     t0 = time.perf_counter()
     f.fit(make(seed).values)
     seconds = time.perf_counter() - t0
     data = make(seed + 1)  # new motifs
     mask = data.recurrence_mask()
+    on = np.array([mask[o: o + horizon].all() for o in range(len(mask) - horizon + 1)])
     rows = []
     for memorize in (True, False):
         bt = f.backtest(data.values, start=0, stride=1, memorize=memorize)
-        pred = np.array(bt["forecast"].to_list())  # (K, H), one channel
-        true = np.array(bt["actual"].to_list())
-        on = np.array([mask[o: o + horizon].all() for o in bt["origin"].to_list()])
-        mse, mae = scores(pred[on], true[on])
+        pred = np.array(bt["forecast"].to_list()).reshape(-1, channels, horizon)  # (K, C, H)
+        true = np.array(bt["actual"].to_list()).reshape(-1, channels, horizon)
+        origins = np.array(bt["origin"].to_list()).reshape(-1, channels)[:, 0]
+        mse, mae = scores(pred[on[origins]], true[on[origins]])
         rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="memorization",
                          horizon=horizon, mse=mse, mae=mae, train_seconds=seconds))
+    rows.append(dict(model="nearest-window oracle", protocol="memorization", horizon=horizon, train_seconds=0.0,
+                     **dict(zip(("mse", "mae"), nearest_window(data.values, on, lookback, horizon)))))
     return rows
+
+
+def nearest_window(y: np.ndarray, on: np.ndarray, lookback: int, horizon: int) -> tuple[float, float]:
+    """Per channel, forecast each origin in `on` by the future of the closest earlier window (Euclidean)
+    whose whole future had been observed: the recall a perfect associative memory would give."""
+    preds, trues = [], []
+    for c in range(y.shape[1]):
+        w = np.lib.stride_tricks.sliding_window_view(y[:, c], lookback)  # w[i] ends at step i + lookback − 1
+        for o in np.flatnonzero(on[: len(y) - horizon + 1]):
+            if o < lookback + horizon:
+                continue
+            past = w[: o - lookback - horizon + 1]  # futures y[i + lookback: i + lookback + horizon] all before o
+            i = int(((past - y[o - lookback: o, c]) ** 2).sum(1).argmin())
+            preds.append(y[i + lookback: i + lookback + horizon, c])
+            trues.append(y[o: o + horizon, c])
+    return scores(np.array(preds), np.array(trues))
 
 
 def update_latency(path: str, params: dict, repeats: int = 300) -> list[dict]:
@@ -256,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", default="mal")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--carry-memory", action="store_true", help="train with the memory carried across segments (TBPTT)")
+    p.add_argument("--recall", action="store_true", help="add the recall memory (test-time regression of what followed)")
     p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")
@@ -270,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         params["segment_length"] = args.segment_length
     if args.carry_memory:
         params["carry_memory"] = True
+    if args.recall:
+        params["recall"] = True
     runs = {"standard": [lambda h=h: ett_standard(args.data, h, args.lookback, params) for h in args.horizons],
             "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
             "memorization": [lambda: memorization(24, dict(params, window=32))],

@@ -40,14 +40,16 @@ def model_args(p) -> None:
     p.add_argument("--epochs", type=int, default=10, help="maximum training epochs (early stopping on validation)")
     p.add_argument("--time-col", help="the time column (default: the one datetime column, if any)")
     p.add_argument("--columns", nargs="+", help="value columns to use (default: every numeric column)")
+    p.add_argument("--recall", action="store_true",
+                   help="add the recall memory: what followed windows like the present one, learnt while streaming")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def make(args) -> TitansForecaster:
     return TitansForecaster(horizon=args.horizon, lookback=args.lookback, variant=args.variant,
-                            max_epochs=args.epochs, time_col=args.time_col, random_state=args.seed,
-                            progress=not args.quiet)
+                            max_epochs=args.epochs, recall=args.recall, time_col=args.time_col,
+                            random_state=args.seed, progress=not args.quiet)
 
 
 def select(frame: pl.DataFrame, args) -> pl.DataFrame:

@@ -29,11 +29,12 @@ _STREAM_PIECE = 2048  # steps per no-grad streaming call: bounds memory on long 
 
 class _Segments(Dataset):
     """Training items: steps [start, end) of one series (one channel `c`, or all when mixing: c None), the
-    `lookback − 1` values before them (NaN before the series start), the next `horizon` values of every
-    step, the mask of the steps scored (those in [lo, hi]), the item's lane group and whether it starts it."""
+    `context` values before them (NaN before the series start), the next `horizon` values of every
+    step, the mask of the steps scored (those in [lo, hi]), the item's lane group and whether it starts it.
+    `context` is the net's `context_length`: `lookback − 1`, or more when the net recalls outcomes."""
 
-    def __init__(self, series: list[torch.Tensor], items: list[tuple], length: int, lookback: int, horizon: int):
-        self.series, self.items, self.length, self.L, self.H = series, items, length, lookback, horizon
+    def __init__(self, series: list[torch.Tensor], items: list[tuple], length: int, context: int, horizon: int):
+        self.series, self.items, self.length, self.context, self.H = series, items, length, context, horizon
 
     def __len__(self) -> int:
         return len(self.items)
@@ -42,9 +43,9 @@ class _Segments(Dataset):
         i, c, start, end, lo, hi, group, first = self.items[idx]
         s = self.series[i] if c is None else self.series[i][:, c: c + 1]
         x = s[start:end]
-        ctx = torch.full((self.L - 1, s.shape[1]), float("nan"), dtype=s.dtype)
-        before = s[max(0, start - self.L + 1): start]
-        ctx[self.L - 1 - len(before):] = before
+        ctx = torch.full((self.context, s.shape[1]), float("nan"), dtype=s.dtype)
+        before = s[max(0, start - self.context): start]
+        ctx[self.context - len(before):] = before
         ahead = s[start + 1: end + self.H]
         ahead = torch.cat([ahead, ahead.new_zeros(len(x) + self.H - 1 - len(ahead), s.shape[1])])
         target = ahead.unfold(0, self.H, 1)  # (T, n, H); past the series end: zeros, never scored
@@ -144,20 +145,26 @@ class TitansForecaster(BaseEstimator):
     time; `batch_size` lanes at a time) and validated by streaming on, instead of on shuffled segments
     that each start from a fresh memory. It suits streams the model will follow for long; see
     BENCHMARKS.md for what it changes on ETTh1 and on recurring motifs.
+
+    `recall=True` adds a `RecallMemory`: a second memory that learns at test time what followed windows
+    like the present one and adds what it recalls to the forecast, so a pattern seen once is forecast
+    from memory when it comes back. What it holds pays only over long stretches of a stream, so it
+    always trains with the memory carried (as `carry_memory=True`).
     """
 
     def __init__(self, horizon: int = 24, lookback: int = 96, variant: str = "mal", *, d_model: int = 32,
                  n_layers: int = 2, heads: int = 4, window: int | None = None, chunk_size: int = 16,
                  memory_depth: int = 2, patch: int = 16, channel_mixing: bool = False, max_epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-3, patience: int = 3, val_fraction: float = 0.2,
-                 segment_length: int | None = None, carry_memory: bool = False, time_col: str | None = None,
-                 id_col: str | None = None,
-                 random_state: int | None = None, progress: bool = False):
+                 segment_length: int | None = None, carry_memory: bool = False, recall: bool = False,
+                 time_col: str | None = None, id_col: str | None = None, random_state: int | None = None,
+                 progress: bool = False):
         self.horizon, self.lookback, self.variant = horizon, lookback, variant
         self.d_model, self.n_layers, self.heads, self.window = d_model, n_layers, heads, window
         self.chunk_size, self.memory_depth, self.patch, self.channel_mixing = chunk_size, memory_depth, patch, channel_mixing
         self.max_epochs, self.batch_size, self.lr, self.patience = max_epochs, batch_size, lr, patience
         self.val_fraction, self.segment_length, self.carry_memory = val_fraction, segment_length, carry_memory
+        self.recall = recall
         self.time_col, self.id_col, self.random_state, self.progress = time_col, id_col, random_state, progress
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -179,7 +186,7 @@ class TitansForecaster(BaseEstimator):
 
     def _net(self, n_channels: int) -> ForecastNet:
         return ForecastNet(n_channels if self.channel_mixing else 1, self.horizon, self.lookback, self.patch,
-                           self._config(), QUANTILES)
+                           self._config(), QUANTILES, recall=self.recall)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
@@ -222,8 +229,8 @@ class TitansForecaster(BaseEstimator):
         has_val = any(len(v) - c > self.horizon for c, v in zip(train_cut, scaled))
         lanes = [(i, c) for i, v in enumerate(scaled) for c in ([None] if self.channel_mixing else range(v.shape[1]))]
         ends, zeros = [len(v) for v in scaled], [0] * len(scaled)
-        make = lambda items: _Segments(scaled, items, length, self.lookback, self.horizon)  # noqa: E731
-        if self.carry_memory:  # lanes read in order, the memory carried across batches
+        make = lambda items: _Segments(scaled, items, length, net.context_length, self.horizon)  # noqa: E731
+        if self.carry_memory or self.recall:  # lanes read in order, the memory carried across batches
             length = min(length, *train_cut)
             # a lane streams its training part whole (less a head shorter than a segment, so that no padding
             # enters the memory before validation), then its validation part, continuing the same state
@@ -276,16 +283,13 @@ class TitansForecaster(BaseEstimator):
         out = {name: [] for name in ("point", "quant", "momentary", "past", "next")}
         for a in range(0, len(v), _STREAM_PIECE):
             piece = self._layout(v[a: a + _STREAM_PIECE])
-            tokens, *norm = self.net_.tokens(piece, ctx)
+            point, quant, mem, *scores = self.net_(piece, ctx, mem, memorize, surprise)
             if surprise:
-                scores, h, mem = self.net_.encoder.surprise(tokens, mem, memorize)
-                out["momentary"].append(scores.momentary.mean(-1).T)
-                out["past"].append(scores.past.mean(-1).T)
-            else:
-                h, mem = self.net_.encoder(tokens, mem, memorize)
-            point, quant = self.net_.read(h, *norm)
+                out["momentary"].append(scores[0].momentary.mean(-1).T)
+                out["past"].append(scores[0].past.mean(-1).T)
             point, quant = self._unlayout(point), self._unlayout(quant)
-            ctx = torch.cat([ctx, piece], dim=1)[:, -(self.lookback - 1):] if self.lookback > 1 else ctx
+            keep_ctx = self.net_.context_length
+            ctx = torch.cat([ctx, piece], dim=1)[:, -keep_ctx:] if keep_ctx else ctx
             if keep is not None:
                 rows = [i - a for i in keep if a <= i < a + piece.shape[1]]
                 out["point"].append(point[rows])

@@ -6,6 +6,10 @@ that a stream needs only the last `lookback` values). The token of step t is the
 plus that window's level and scale; the encoder (with its test-time memory) reads the tokens in order.
 The forecast of the next `horizon` values at t is a linear map of the normalised window plus a head on
 the encoder output, rescaled back. Quantile offsets ride on the point forecast.
+
+With `recall`, a `RecallMemory` learns at test time what followed windows like the present one (the
+window that ended `horizon` steps ago as key, what came after it as value) and adds what it recalls to
+the forecast: a pattern seen once is forecast from memory when it returns.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from torch import Tensor, nn
 
 from titans_ts import MemoryState, TitansConfig, TitansEncoder
 
+from .recall import RecallMemory
+
 _EPS = 1e-5
 
 
@@ -21,58 +27,78 @@ class ForecastNet(nn.Module):
     """(B, T, n) values -> forecasts (B, T, n, horizon) and quantiles (B, T, n, horizon, Q) at every step."""
 
     def __init__(self, n_inputs: int, horizon: int, lookback: int, patch: int, config: TitansConfig,
-                 quantiles: tuple[float, ...]):
+                 quantiles: tuple[float, ...], recall: bool = False):
         super().__init__()
         self.n, self.horizon, self.lookback, self.patch = n_inputs, horizon, lookback, patch
+        # values before a step that its forecast needs: its window, and with recall the window and
+        # future of the step `horizon` back
+        self.context_length = lookback - 1 + (horizon if recall else 0)
         self.register_buffer("quantiles", torch.tensor(quantiles), persistent=False)
-        self.embed = nn.Linear(n_inputs * (patch + 2), config.d_model)
+        d = config.d_model
+        self.embed = nn.Linear(n_inputs * (patch + 2), d)
         self.encoder = TitansEncoder(config)
         self.linear = nn.Linear(lookback, horizon)  # shared across channels, on the normalised window
-        self.head = nn.Linear(config.d_model, n_inputs * horizon * (1 + len(quantiles)))
+        self.head = nn.Linear(d, n_inputs * horizon * (1 + len(quantiles)))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         with torch.no_grad():  # start from the naive forecast: the last value, held
             self.linear.weight.zero_()
             self.linear.weight[:, -1] = 1.0
             self.linear.bias.zero_()
+        self.recall = RecallMemory(n_inputs, lookback, horizon, chunk_size=config.chunk_size) if recall else None
 
-    def windows(self, context: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Normalised trailing windows (B, T, n, L), level and scale (B, T, n) for every step of y.
+    def windows(self, context: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Normalised trailing windows (B, S, n, L), level and scale (B, S, n) of every step of y and of
+        the context's last `context_length − lookback + 1` steps (S in all), and the values (B, S + L − 1, n).
 
-        `context` (B, L−1, n) holds the values before y (NaN where the stream had none yet).
+        `context` (B, context_length, n) holds the values before y (NaN where the stream had none yet).
         """
         seq = torch.cat([context, y], dim=1)
-        win = seq.unfold(1, self.lookback, 1)  # (B, T, n, L), each ending at a step of y
+        win = seq.unfold(1, self.lookback, 1)  # (B, S, n, L), each ending at a step
         seen = ~torch.isnan(win)
         count = seen.sum(-1).clamp_min(1)
         x = torch.where(seen, win, 0.0)
         level = x.sum(-1) / count
         scale = (((x - level[..., None]) * seen).pow(2).sum(-1) / count + _EPS).sqrt()
-        return torch.where(seen, (x - level[..., None]) / scale[..., None], 0.0), level, scale
+        return torch.where(seen, (x - level[..., None]) / scale[..., None], 0.0), level, scale, seq
 
-    def tokens(self, y: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The encoder's input (B, T, d_model): latest `patch` normalised values, level and log-scale."""
-        win, level, scale = self.windows(context, y)
+    def forward(self, y: Tensor, context: Tensor, state: MemoryState | None = None, memorize: bool = True,
+                surprise: bool = False) -> tuple:
+        """Point forecasts, quantiles and the new state for every step of y (B, T, n) after `context`;
+        with `surprise`, also the encoder's `Surprise` at every step."""
+        T = y.shape[1]
+        win_all, level_all, scale_all, seq = self.windows(context, y)
+        win, level, scale = win_all[:, -T:], level_all[:, -T:], scale_all[:, -T:]
         feats = torch.cat([win[..., -self.patch:], level[..., None], scale.log()[..., None]], dim=-1)
-        return self.embed(feats.flatten(2)), win, level, scale
-
-    def forward(self, y: Tensor, context: Tensor, state: MemoryState | None = None,
-                memorize: bool = True) -> tuple[Tensor, Tensor, MemoryState]:
-        tokens, *norm = self.tokens(y, context)
-        h, state = self.encoder(tokens, state, memorize)
-        return *self.read(h, *norm), state
+        enc_state = None if state is None else state.scope("encoder")
+        if surprise:
+            scores, h, enc_state = self.encoder.surprise(self.embed(feats.flatten(2)), enc_state, memorize)
+        else:
+            h, enc_state = self.encoder(self.embed(feats.flatten(2)), enc_state, memorize)
+        point, quant = self.read(h, win, level, scale)
+        new = {"encoder": enc_state}
+        if self.recall is not None:  # the window `horizon` steps back and what followed it, for each step
+            then, then_level, then_scale = win_all[:, :T], level_all[:, :T], scale_all[:, :T]
+            after = seq[:, self.lookback:].unfold(1, self.horizon, 1)  # (B, T, n, H), ends at each step
+            known = ~torch.isnan(seq).unfold(1, self.lookback + self.horizon, 1).any(-1).any(-1)  # (B, T)
+            linear = then_level[..., None] + then_scale[..., None] * self.linear(then)
+            missed = torch.where(known[..., None, None], after - linear, 0.0)
+            recalled, new["recall"] = self.recall(win * scale[..., None], then * then_scale[..., None], missed,
+                                                  known, None if state is None else state.scope("recall"), memorize)
+            point, quant = point + recalled, quant + recalled[..., None]
+        state = MemoryState.join(**new)
+        return (point, quant, state, scores) if surprise else (point, quant, state)
 
     def read(self, h: Tensor, win: Tensor, level: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-        """Point forecasts and quantiles from the encoder output and the normalised windows of `tokens`."""
+        """Point forecasts and quantiles from the encoder output and the normalised windows, rescaled back."""
         B, T, n = level.shape
         out = self.head(h).view(B, T, n, self.horizon, 1 + self.quantiles.numel())
-        point_n = self.linear(win) + out[..., 0]
-        point = level[..., None] + scale[..., None] * point_n
+        point = level[..., None] + scale[..., None] * (self.linear(win) + out[..., 0])
         quant = point[..., None] + scale[..., None, None] * out[..., 1:]
         return point, quant
 
     def initial_context(self, batch: int, dtype: torch.dtype) -> Tensor:
-        return torch.full((batch, self.lookback - 1, self.n), float("nan"), dtype=dtype)
+        return torch.full((batch, self.context_length, self.n), float("nan"), dtype=dtype)
 
 
 def pinball(pred: Tensor, target: Tensor, q: Tensor, weight: Tensor) -> Tensor:

@@ -236,3 +236,43 @@ def test_carried_memory_streams_unscored_lane_tails_without_a_step():
     f = TitansForecaster(**dict(SMALL, max_epochs=2, carry_memory=True, segment_length=4)).fit(series(300))
     assert np.isfinite(f.predict()).all() and np.isfinite(f.best_loss_)
     assert all(torch.isfinite(p).all() for p in f.net_.parameters())
+
+
+def test_recall_memory_streams_restores_and_freezes_exactly(tmp_path):
+    y = series()
+    f = TitansForecaster(**dict(SMALL, recall=True)).fit(y[:300])
+    assert f.net_.context_length == SMALL["lookback"] - 1 + SMALL["horizon"]
+    a, b = pickle.loads(pickle.dumps(f)), pickle.loads(pickle.dumps(f))
+    a.update(y[300:340])
+    for lo, hi in [(300, 301), (301, 308), (308, 340)]:
+        b.update(y[lo:hi])
+    np.testing.assert_allclose(a.predict(), b.predict(), atol=1e-5)
+    f.save(tmp_path / "f.titans")
+    g = TitansForecaster.load(tmp_path / "f.titans")
+    g.update(y[300:340])
+    np.testing.assert_array_equal(g.predict(), a.predict())
+    before = f.streams_[None]["mem"]
+    frozen = pickle.loads(pickle.dumps(f)).update(y[300:340], memorize=False).streams_[None]["mem"]
+    weights = [k for k in before if k.startswith("recall.w.")]
+    assert weights and all(torch.equal(before[k], frozen[k]) for k in weights)
+    assert not all(torch.equal(before[k], a.streams_[None]["mem"][k]) for k in weights)
+
+
+def test_recall_memory_is_causal_and_writes_only_known_pairs():
+    torch.manual_seed(0)
+    net = TitansForecaster(**dict(SMALL, recall=True))._net(1).double()
+    L, H = SMALL["lookback"], SMALL["horizon"]
+    y = torch.randn(2, 60, 1, dtype=torch.float64)
+    ctx = net.initial_context(2, torch.float64)
+    point, _, state = net(y, ctx)
+    changed = y.clone()
+    changed[:, 40] += 1.0
+    point2, _, _ = net(changed, ctx)
+    assert torch.equal(point[:, :40], point2[:, :40]) and not torch.allclose(point[:, 40], point2[:, 40])
+    # from a fresh stream the first pair (a whole window and the horizon after it) is known at step L + H − 1:
+    # no surprise enters the recall memory before it (zero momentum), and it does after
+    _, _, early = net(y[:, : L + H - 1], ctx)
+    assert early["recall.buf.k"].shape[2] < L + H - 1  # complete chunks were committed
+    momentum = [k for k in state if k.startswith("recall.s.")]
+    assert momentum and all(not early[k].any() for k in momentum)
+    assert all(state[k].abs().sum() > 0 for k in momentum)

@@ -35,12 +35,14 @@ def test_forecast_writes_csv_and_plot(csv, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_backtest_writes_one_row_per_origin_and_column(csv, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--recall"]])
+def test_backtest_writes_one_row_per_origin_and_column(csv, tmp_path, extra):
     out = tmp_path / "bt.csv"
-    assert main(["backtest", "--data", str(csv), "--out", str(out), "--test-fraction", "0.25", *FAST]) == 0
+    assert main(["backtest", "--data", str(csv), "--out", str(out), "--test-fraction", "0.25", *FAST, *extra]) == 0
     result = pl.read_csv(out)
     assert result.height == 2 * len(range(0, 60 - 4 + 1, 4))
     assert {"origin", "channel", "forecast", "actual", "mse", "mae"} <= set(result.columns)
+    assert np.isfinite(result["mse"].to_numpy()).all()
 
 
 @pytest.mark.parametrize("args,message", [
