@@ -15,9 +15,9 @@ The loop is built for few ops per chunk, since on the CPU each op costs microsec
 each layer's momentum and weights sit side by side in one buffer [S | W] (d_in, 2, d_out), so one
 matmul aᵀ [γθ·g | c·g] writes both; tensors are chunk-major (N, B·H, ...), so a chunk is a contiguous
 slice; the gate coefficients are laid out for all chunks before the loop; M(k) − v is accumulated onto
-−v in place. Backward (`ChunkUpdate`): besides its inputs, only the state each chunk started with (the
-[S | W] buffers, one slot per chunk) and M(k) − v are kept; a reverse loop over chunks recomputes the
-hidden activations and carries dL/d[S | W]. The gate coefficients stay in autograd (they are cheap), so
+−v in place. Backward (`ChunkUpdate`): besides its inputs, the state each chunk started with (the
+[S | W] buffers, one slot per chunk), M(k) − v and the hidden layers' pre-activations and p_l are kept
+(so no matmul of the forward is redone; their SiLUs are); a reverse loop over chunks carries dL/d[S | W]. The gate coefficients stay in autograd (they are cheap), so
 θ, η, α get their gradients through them.
 """
 from __future__ import annotations
@@ -129,17 +129,20 @@ def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State,
     rmix, smix, fbeta = _coefficients(coef, n_seq, qk.dtype)
     slot = (lambda n: n) if save else (lambda n: n % 2)  # noqa: E731
     bufs = _pairs(s, w, N + 1 if save else 2)
+    hidden = []  # with `save`: per chunk the hidden pre-activations and p_l, so the backward needs no matmul to redo them
     for n in range(N):
         cur, nxt = [b[slot(n)] for b in bufs], [b[slot(n + 1)] for b in bufs]
         ws = [x[..., 1, :] for x in cur]
         ins, pre = hidden_rows(ws, qk[n])
         out[n].baddbmm_(ins[-1], ws[-1])  # read the queries (eq 15), M(k) − v for the keys
-        gs, _ = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
+        gs, ps = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
         for l in range(len(ws)):
             _write(cur[l], nxt[l], ins[l][:, C:], gs[l], rmix[n], smix[n], fbeta[n])
+        if save:
+            hidden += [*pre, *ps]
     last = [b[slot(N)].unflatten(0, (B, H)) for b in bufs]
     y = out[:, :, :C].unflatten(1, (B, H)).movedim(0, 2)
-    saved = [qk, out, rmix, smix, fbeta, *bufs] if save else []
+    saved = [qk, out, rmix, smix, fbeta, *bufs, *hidden] if save else []
     return y, tuple(x[..., 1, :].contiguous() for x in last), tuple(x[..., 0, :].contiguous() for x in last), saved
 
 
@@ -159,14 +162,15 @@ class ChunkUpdate(torch.autograd.Function):
         L = len(state) // 2
         y, w, s, saved = scan(qk, v, (c, gt, beta, keep, fbeta), state[:L], state[L:], save=True)
         ctx.save_for_backward(*saved)
-        ctx.shapes = qk.shape[:2], c.dtype
+        ctx.shapes = qk.shape[:2], c.dtype, L
         return (y, *w, *s)
 
     @staticmethod
     def backward(ctx, dy: Tensor, *dstate: Tensor) -> tuple[Tensor, ...]:
-        qk, out, rmix, smix, fbeta, *bufs = ctx.saved_tensors
-        (B, H), coef_dtype = ctx.shapes
-        L, (N, n_seq, C2, _) = len(bufs), qk.shape
+        qk, out, rmix, smix, fbeta, *rest = ctx.saved_tensors
+        (B, H), coef_dtype, L = ctx.shapes
+        bufs, hidden = rest[:L], rest[L:]
+        N, n_seq, C2, _ = qk.shape
         C = C2 // 2
         dout = torch.empty_like(out)  # dL/d[M(q) ‖ M(k) − v] per chunk
         dout[:, :, :C] = _chunk_major(dy, n_seq)
@@ -178,8 +182,9 @@ class ChunkUpdate(torch.autograd.Function):
         for n in reversed(range(N)):
             cur = [b[n] for b in bufs]
             ws = [x[..., 1, :] for x in cur]
-            ins, pre = hidden_rows(ws, qk[n])  # recompute the chunk's hidden activations
-            gs, ps = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
+            pre, ps = (list(hidden[(2 * n + i) * (L - 1): (2 * n + i + 1) * (L - 1)]) for i in (0, 1))
+            ins = [qk[n], *map(F.silu, pre)]  # the chunk's hidden activations, from the saved pre-activations
+            gs = [*(silu_backward(p, z[:, C:]) for p, z in zip(ps, pre)), out[n, :, C:]]
             # the write [S', W'] = [β S, A W + fβ S] + aᵀ rhs, rhs = −2 [γθ g, c g], for every layer
             dgs, rhs = [], []
             for l in range(L):
