@@ -273,12 +273,13 @@ class TitansForecaster(BaseEstimator):
     def _unlayout(self, p: torch.Tensor) -> torch.Tensor:  # (B, T, n, ...) -> (T, C, ...)
         return p[0] if self.channel_mixing else p[:, :, 0].transpose(0, 1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _run(self, stream: dict, v: torch.Tensor, memorize: bool, keep=None, surprise: bool = False):
         """Stream scaled values (T, C) on from `stream`. Returns the new stream and what was asked for:
         the forecasts made at rows `keep` ("point" (K, C, H), "quant"), and with `surprise` every row's
         memory surprise ("momentary", "past": (T, n), means over layers) and next-step forecast ("next" (T, C))."""
-        self.net_.eval()
+        if self.net_.training:
+            self.net_.eval()
         mem, ctx = stream["mem"], stream["context"]
         out = {name: [] for name in ("point", "quant", "momentary", "past", "next")}
         for a in range(0, len(v), _STREAM_PIECE):

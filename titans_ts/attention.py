@@ -7,6 +7,7 @@ Streaming keeps a KV cache of the last `window − 1` positions. Rotary embeddin
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -16,16 +17,23 @@ from torch import Tensor, nn
 from titans_ts.state import MemoryState
 
 
-def rotary(x: Tensor, pos: Tensor) -> Tensor:
-    """Rotary position embedding of x (B, H, T, D) at integer positions `pos` (T,)."""
-    half = x.shape[-1] // 2
+@functools.lru_cache(maxsize=16)
+def _frequencies(half: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    return 10000.0 ** (-torch.arange(half, device=device, dtype=dtype) / half)
+
+
+def rotary(pos: Tensor, *xs: Tensor) -> tuple[Tensor, ...]:
+    """Rotary position embedding of each x (B, H, T, D) at integer positions `pos` (T,), one angle table for all."""
+    half = xs[0].shape[-1] // 2
     if half == 0:
-        return x
-    freq = 10000.0 ** (-torch.arange(half, device=x.device, dtype=x.dtype) / half)
-    angle = pos.to(x.dtype)[:, None] * freq
+        return xs
+    angle = pos.to(xs[0].dtype)[:, None] * _frequencies(half, xs[0].device, xs[0].dtype)
     cos, sin = angle.cos(), angle.sin()
-    a, b, rest = x[..., :half], x[..., half: 2 * half], x[..., 2 * half:]
-    return torch.cat([a * cos - b * sin, a * sin + b * cos, rest], dim=-1)
+    out = []
+    for x in xs:
+        a, b, rest = x[..., :half], x[..., half: 2 * half], x[..., 2 * half:]
+        out.append(torch.cat([a * cos - b * sin, a * sin + b * cos, rest], dim=-1))
+    return tuple(out)
 
 
 class Attention(nn.Module):
@@ -67,10 +75,18 @@ class Attention(nn.Module):
             state = MemoryState(k=ck, v=ck, pos=torch.zeros((), dtype=torch.long, device=x.device))
         start = int(state["pos"])
         pos = torch.arange(start, start + n, device=x.device)
-        q, k = rotary(q, pos), rotary(k, pos)
+        q, k = rotary(pos, q, k)
         keys, vals = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
         cached = state["k"].shape[2]
-        bq = min(w, n)  # queries per block: `w`, fewer for a short (streamed) input
+        keep = min(P, cached + n)
+        new = MemoryState(k=keys[:, :, keys.shape[2] - keep:], v=vals[:, :, vals.shape[2] - keep:],
+                          pos=state["pos"] + n)
+        kp, vp = self._persistent_kv(B)
+        if n < w:  # a short (streamed) input: one block, query j sees keys cached + j − P … cached + j
+            j = torch.arange(cached, cached + n, device=x.device)[:, None]
+            m = torch.arange(cached + n, device=x.device)[None, :]
+            return self._merge(self._attend(q, keys, vals, (m <= j) & (m >= j - P), kp, vp)), new
+        bq = w  # queries per block
         nb = -(-n // bq)
         pad_left, pad_right = P - cached, nb * bq - n
         valid = F.pad(torch.ones(cached + n, dtype=torch.bool, device=x.device), (pad_left, pad_right))
@@ -82,11 +98,7 @@ class Attention(nn.Module):
         m = torch.arange(bq + P, device=x.device)[None, :]
         band = (m >= j) & (m <= j + P)  # key m is one of the w most recent for query j
         qb = F.pad(q, (0, 0, 0, pad_right)).unflatten(2, (nb, bq))
-        kp, vp = (t.unsqueeze(2) for t in self._persistent_kv(B))
-        o = self._attend(qb, kwin, vwin, band & vwin_mask, kp, vp).flatten(2, 3)[:, :, :n]
-        keep = min(P, cached + n)
-        new = MemoryState(k=keys[:, :, keys.shape[2] - keep:], v=vals[:, :, vals.shape[2] - keep:],
-                          pos=state["pos"] + n)
+        o = self._attend(qb, kwin, vwin, band & vwin_mask, kp.unsqueeze(2), vp.unsqueeze(2)).flatten(2, 3)[:, :, :n]
         return self._merge(o), new
 
     def segment(self, x: Tensor, h: Tensor) -> Tensor:
@@ -95,7 +107,7 @@ class Attention(nn.Module):
         q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
         _, kh, vh = (self._split(t) for t in self.qkv(h).chunk(3, dim=-1))
         pos = torch.arange(n, device=x.device)
-        q, k, kh = rotary(q, pos), rotary(k, pos), rotary(kh, pos)
+        q, k, kh = rotary(pos, q, k, kh)
         causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         kp, vp = self._persistent_kv(B)
         o = self._attend(q, torch.cat([kh, k], dim=2), torch.cat([vh, v], dim=2), causal.repeat(1, 2), kp, vp)

@@ -78,8 +78,9 @@ class NeuralMemory(nn.Module):
         """k, v, q (B, H, T, dh) through SiLU(DWConv(x W)) with the conv history from `st`; new history."""
         feats = torch.cat([st["conv"], self.to_qkv(x)], dim=1)
         mixed = causal_conv_silu(feats, self.conv.weight[:, 0].t().contiguous(), self.conv.bias)
-        q, k, v = (self._split(t) for t in mixed.chunk(3, dim=-1))
-        return _unit(k), v, _unit(q), feats[:, feats.shape[1] - st["conv"].shape[1]:]
+        qk = _unit(mixed[..., : 2 * self.d_model].unflatten(-1, (2 * self.heads, -1)))  # q, k per head at unit length
+        q, k = (t.transpose(1, 2) for t in qk.chunk(2, dim=2))
+        return k, self._split(mixed[..., 2 * self.d_model:]), q, feats[:, feats.shape[1] - st["conv"].shape[1]:]
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         g = self.to_gates(x).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
