@@ -146,8 +146,8 @@ class TitansForecaster(BaseEstimator):
     that each start from a fresh memory. It suits streams the model will follow for long; see
     BENCHMARKS.md for what it changes on ETTh1 and on recurring motifs.
 
-    `recall=True` adds a `RecallMemory`: a second memory that learns at test time what followed windows
-    like the present one and adds what it recalls to the forecast, so a pattern seen once is forecast
+    `recall=True` adds a `RecallMemory`: a second memory that learns at test time how the forecasts made
+    from windows like the present one missed and adds what it recalls to the forecast, so a pattern seen once is forecast
     from memory when it comes back. What it holds pays only over long stretches of a stream, so it
     always trains with the memory carried (as `carry_memory=True`).
     """

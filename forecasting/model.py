@@ -7,9 +7,10 @@ plus that window's level and scale; the encoder (with its test-time memory) read
 The forecast of the next `horizon` values at t is a linear map of the normalised window plus a head on
 the encoder output, rescaled back. Quantile offsets ride on the point forecast.
 
-With `recall`, a `RecallMemory` learns at test time what followed windows like the present one (the
-window that ended `horizon` steps ago as key, what came after it as value) and adds what it recalls to
-the forecast: a pattern seen once is forecast from memory when it returns.
+With `recall`, a `RecallMemory` learns at test time how the forecasts made from windows like the present
+one missed (the window that ended `horizon` steps ago as key, what came after it less what was forecast
+there as value) and adds what it recalls to the forecast: a pattern seen once is forecast from memory when
+it returns, and a model that drifts off learns its own errors back.
 """
 from __future__ import annotations
 
@@ -77,17 +78,32 @@ class ForecastNet(nn.Module):
             h, enc_state = self.encoder(self.embed(feats.flatten(2)), enc_state, memorize)
         point, quant = self.read(h, win, level, scale)
         new = {"encoder": enc_state}
-        if self.recall is not None:  # the window `horizon` steps back and what followed it, for each step
-            then, then_level, then_scale = win_all[:, :T], level_all[:, :T], scale_all[:, :T]
-            after = seq[:, self.lookback:].unfold(1, self.horizon, 1)  # (B, T, n, H), ends at each step
-            known = ~torch.isnan(seq).unfold(1, self.lookback + self.horizon, 1).any(-1).any(-1)  # (B, T)
-            linear = then_level[..., None] + then_scale[..., None] * self.linear(then)
-            missed = torch.where(known[..., None, None], after - linear, 0.0)
-            recalled, new["recall"] = self.recall(win * scale[..., None], then * then_scale[..., None], missed,
-                                                  known, None if state is None else state.scope("recall"), memorize)
+        if self.recall is not None:
+            recalled, new["recall"], new["made"] = self._recall(point, win * scale[..., None], win_all[:, :T] *
+                                                                scale_all[:, :T, :, None], seq, state, memorize)
             point, quant = point + recalled, quant + recalled[..., None]
         state = MemoryState.join(**new)
         return (point, quant, state, scores) if surprise else (point, quant, state)
+
+    def _recall(self, point: Tensor, now: Tensor, then: Tensor, seq: Tensor, state: MemoryState | None,
+                memorize: bool) -> tuple[Tensor, MemoryState, Tensor]:
+        """What the recall memory adds to `point` (B, T, n, H), its new state, and the forecasts to keep.
+
+        Step t writes the window `then` that ended `horizon` steps before it with how far the forecast
+        made there (before recall; kept in the state as "made" across calls) missed the values that have
+        now arrived, so the memory learns the model's own errors. A pair not fully known (a stream's first
+        steps) writes nothing.
+        """
+        B, T, n, H = point.shape
+        made = point.new_full((B, H, n, H), float("nan")) if state is None else state["made"]
+        made = torch.cat([made, point.detach()], dim=1)  # forecasts made at steps t − H … t
+        after = seq[:, self.lookback:].unfold(1, H, 1)  # (B, T, n, H): the H values that end at step t
+        seen = ~torch.isnan(seq).unfold(1, self.lookback + H, 1).any(-1).any(-1)  # the window then and after
+        known = seen & ~torch.isnan(made[:, :T]).any(-1).any(-1)
+        missed = torch.where(known[..., None, None], after - made[:, :T], 0.0)
+        recalled, rstate = self.recall(now, then, missed, known, None if state is None else state.scope("recall"),
+                                       memorize)
+        return recalled, rstate, made[:, T:]
 
     def read(self, h: Tensor, win: Tensor, level: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
         """Point forecasts and quantiles from the encoder output and the normalised windows, rescaled back."""

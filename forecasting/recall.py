@@ -11,8 +11,8 @@ while forecasting exactly as it did in training.
 Keys are sparse codes of the window's shape: the window less its level, at unit length, through a wide
 random layer whose bias leaves about 2% of the features on (relu(W u + b), W ~ N(0, 1), b = -2), then at
 unit length again. Two windows share features only when they look alike, so a linear memory over a few
-thousand features tells hundreds of patterns apart. Values are the miss of the forecaster's linear branch
-in the first `value_dim` cosines of the horizon (orthonormal DCT-II: lossless up to that length, the
+thousand features tells hundreds of patterns apart. Values are how far the forecast made from that window
+missed, in the first `value_dim` cosines of the horizon (orthonormal DCT-II: lossless up to that length, the
 smooth part beyond). The memory starts empty (M_0 = 0), so it adds nothing until it has seen something.
 """
 from __future__ import annotations
@@ -40,8 +40,8 @@ class RecallMemory(nn.Module):
     """`(now, then, missed, known, state, memorize) -> (correction, state)` over (B, T, n, ·) tensors.
 
     `now` and `then` are the windows (in values; their level is removed here) ending at each step and
-    `horizon` steps before it, `missed` (B, T, n, horizon) what followed `then` less the linear
-    forecast made from it, and `known` (B, T) whether that pair had fully arrived (a write at a step
+    `horizon` steps before it, `missed` (B, T, n, horizon) what followed `then` less the forecast
+    made from it, and `known` (B, T) whether that pair had fully arrived (a write at a step
     where it had not is weighted 0). The correction is the recalled miss for `now`, per step.
     """
 
@@ -54,9 +54,9 @@ class RecallMemory(nn.Module):
             self.cue.weight.normal_()
             self.cue.bias.fill_(-2.0)
         self.register_buffer("basis", cosine_basis(horizon, min(value_dim, horizon)), persistent=False)
-        # θ, η, α (eqs 13-14) as learnt logits. θ_t = σ(·) / chunk stays below 1 / chunk, stable even when
-        # a chunk's keys are all alike; it starts at half that, where a lone unit key is written exactly.
-        # Little momentum, slow forgetting.
+        # θ, η, α (eqs 13-14) as learnt logits. θ_t = (1 − η) σ(·) / chunk: with momentum the steps add up to
+        # at most 1 / chunk, stable even when a chunk's keys are all alike; θ starts near half that, where a
+        # lone unit key is written exactly. Little momentum, slow forgetting.
         self.gates = nn.Parameter(torch.tensor([0.0, -4.0, -8.0]))
         self.gain = nn.Parameter(torch.ones(horizon))  # how much of the recalled miss each step trusts
         self.register_buffer("initial", torch.zeros(1, features, n_inputs * self.basis.shape[1]), persistent=False)
@@ -70,7 +70,8 @@ class RecallMemory(nn.Module):
                 memorize: bool = True) -> tuple[Tensor, MemoryState]:
         B, T, n, H = missed.shape
         st = state if state is not None else fresh_state((self.initial,), B, now.device, now.dtype)
-        theta, eta, alpha = torch.sigmoid(self.gates)
+        rate, eta, alpha = torch.sigmoid(self.gates)
+        theta = (1 - eta) * rate
         gate = lambda g: g.expand(B, 1, T)  # noqa: E731
         parts = {"k": self.code(then), "v": (missed @ self.basis).flatten(2)[:, None],
                  "theta": (theta / self.chunk_size) * known[:, None].to(now.dtype), "eta": gate(eta),

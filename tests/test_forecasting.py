@@ -276,3 +276,16 @@ def test_recall_memory_is_causal_and_writes_only_known_pairs():
     momentum = [k for k in state if k.startswith("recall.s.")]
     assert momentum and all(not early[k].any() for k in momentum)
     assert all(state[k].abs().sum() > 0 for k in momentum)
+
+
+def test_recall_remembers_the_forecasts_it_will_learn_from():
+    """The state keeps the last `horizon` forecasts made before recall: those a write compares with the values."""
+    torch.manual_seed(0)
+    net = TitansForecaster(**dict(SMALL, recall=True))._net(1).double()
+    with torch.no_grad():
+        net.recall.gain.zero_()  # the recall adds nothing: the output is the forecast before recall
+    y = torch.randn(2, 50, 1, dtype=torch.float64)
+    point, _, state = net(y, net.initial_context(2, torch.float64))
+    torch.testing.assert_close(state["made"], point[:, -SMALL["horizon"]:], atol=0, rtol=0)
+    _, _, short = net(y[:, :3], net.initial_context(2, torch.float64))  # fewer steps than the horizon
+    assert torch.isnan(short["made"][:, : SMALL["horizon"] - 3]).all() and not torch.isnan(short["made"][:, -3:]).any()
