@@ -9,11 +9,11 @@ import json
 import os
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import Tensor
 
-from titans_ts.state import write_atomic
+from titans_ts.state import read_safetensors, write_atomic
 
 _KEY = "titans_ts"
 
@@ -28,11 +28,10 @@ def save_bundle(path: str | os.PathLike, tensors: dict[str, Tensor], meta: dict[
 def load_bundle(path: str | os.PathLike, kind: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read a file written by `save_bundle` for `kind`; anything else raises ValueError naming the file."""
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = (fh.metadata() or {}).get(_KEY)
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, UnicodeDecodeError) as err:
+        tensors, metadata = read_safetensors(path)
+    except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path}: not a titans-ts model file ({err})") from None
+    header = metadata.get(_KEY)
     try:
         content = json.loads(header)
     except (TypeError, json.JSONDecodeError):

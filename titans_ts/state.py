@@ -6,13 +6,14 @@ A flat mapping makes `detach`, `to` and a code-free file format (safetensors) on
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import Tensor
 
 _FORMAT = "titans_ts.MemoryState/1"
@@ -61,10 +62,10 @@ class MemoryState(dict[str, Tensor]):
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> MemoryState:
         """Read a state written by `save`; anything else is refused with a ValueError."""
         try:
-            tensors = load_file(str(path), device=str(device))
-        except (SafetensorError, OSError) as err:
+            tensors, _ = read_safetensors(path)
+        except (SafetensorError, OSError, ValueError) as err:
             raise ValueError(f"{path}: not a titans_ts MemoryState file ({err})") from None
-        return cls(tensors)
+        return cls({k: v.to(device) for k, v in tensors.items()})
 
 
 def write_atomic(path: str | os.PathLike, write) -> None:
@@ -83,3 +84,16 @@ def write_atomic(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file, read in one go: a save renamed over the file
+    meanwhile cannot mix the header of one version with the data of another."""
+    data = Path(path).read_bytes()
+    tensors = load(data)  # SafetensorError unless the whole file is well formed
+    size = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8: 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"unreadable safetensors header ({err})") from None
+    return tensors, header.get("__metadata__") or {}
