@@ -48,7 +48,7 @@ class RecallMemory(nn.Module):
     def __init__(self, n_inputs: int, lookback: int, horizon: int, features: int = 2048, value_dim: int = 64,
                  chunk_size: int = 16):
         super().__init__()
-        self.chunk_size, self.n = chunk_size, n_inputs
+        self.chunk_size = chunk_size
         self.cue = nn.Linear(n_inputs * lookback, features)
         with torch.no_grad():  # z = W u ~ N(0, 1) for a unit shape u; z - 2 > 0 for about 2% of the features
             self.cue.weight.normal_()
