@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--data-dir", default="../shared/data/genomics", help="folder of the shared genomics data")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    parser.add_argument("--epochs", type=int, default=20, help="most training epochs of the Titans model (default 20)")
+    parser.add_argument("--epochs", type=int, help="most training epochs of the Titans model (default: the "
+                        "classifier's)")
     parser.add_argument("--variant", default="mag", choices=("mal", "mag", "mac", "lmm"))
     parser.add_argument("--k", type=int, default=6, help="k of the k-mer baseline (default 6)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -161,9 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*(does not have many workers|treespec).*")
     if args.threads:
         torch.set_num_threads(args.threads)
-    params = dict(variant=args.variant, epochs=1 if args.quick else args.epochs, random_state=0)
+    params = dict(variant=args.variant, random_state=0)
+    if args.epochs is not None:
+        params.update(epochs=args.epochs)
     if args.quick:
-        params.update(d_model=16, n_layers=1, heads=2)
+        params.update(d_model=16, n_layers=1, heads=2, epochs=1)
     rows = []
     for name in args.datasets:
         try:

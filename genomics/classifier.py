@@ -12,7 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import DataLoader
 
-from titans_ts.config import TitansConfig, check_positive_int
+from titans_ts.config import TitansConfig, check_nonnegative_int, check_positive_int
 from titans_ts.datasets import stratified_split
 from titans_ts.io import load_bundle, save_bundle
 from titans_ts.memory import Surprise
@@ -36,24 +36,29 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     (see `titans_ts.genomics.tokenize`). Bases are embedded (`tokenizer="nucleotide"`: one base per
     position; `"kmer"`: the overlapping k-mer ending at each position), `stride` consecutive embeddings
     are joined into one token, a `TitansEncoder` of the chosen `variant` reads the tokens and a linear
-    head classifies their mean (`pooling="mean"`) or their mean and maximum (`"meanmax"`). Sequences
-    longer than `max_len` bases stream through the encoder in pieces of `max_len`, the memory state
-    carried across, so length is bounded only by time.
+    head classifies their mean (`pooling="mean"`) or their mean and maximum (`"meanmax"`), plus a
+    positional readout of the first `positions` tokens' outputs (0: none; it helps where sequences are
+    aligned on a landmark, as promoters on their transcription start). Sequences longer than `max_len`
+    bases stream through the encoder in pieces of `max_len`, the memory state carried across, so length
+    is bounded only by time.
 
     rc: "average" trains on a random strand of each sequence every epoch (reverse-complement augmentation)
     and averages the probabilities of both strands at prediction; "augment" only does the former; None
-    neither. Training holds out a stratified `validation_fraction` for early stopping (`patience` epochs)
-    and keeps the best epoch; `accelerator` goes to Lightning ("auto" trains on a GPU when there is one;
-    prediction runs on the CPU). `encoder_kwargs` passes further `TitansConfig` fields (e.g.
+    neither. `mutation`: in training each base is replaced by a random base with this probability, drawn
+    afresh every epoch (without it the model over-fits a few thousand sequences within a few epochs; 0
+    turns it off, e.g. where an exact motif decides the class). Training holds out a stratified
+    `validation_fraction` for early stopping (`patience` epochs) and keeps the best epoch; `accelerator`
+    goes to Lightning ("auto" trains on a GPU when there is one; prediction runs on the CPU).
+    `encoder_kwargs` passes further `TitansConfig` fields (e.g.
     `memory_expansion`).
     """
 
     def __init__(self, variant: str = "mag", tokenizer: str = "kmer", k: int = 6, stride: int = 4,
                  d_model: int = 64, n_layers: int = 2, heads: int = 4, window: int = 16, chunk_size: int = 16,
                  memory_depth: int = 1, dropout: float = 0.1, encoder_kwargs: dict[str, Any] | None = None,
-                 pooling: str = "meanmax",
-                 max_len: int = 1024, rc: str | None = "average", epochs: int = 20, batch_size: int = 64,
-                 lr: float = 3e-3, weight_decay: float = 0.01, patience: int = 4, validation_fraction: float = 0.1,
+                 pooling: str = "meanmax", positions: int = 64, max_len: int = 1024, rc: str | None = "average",
+                 mutation: float = 0.2, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
+                 weight_decay: float = 0.1, patience: int = 4, validation_fraction: float = 0.1,
                  progress: bool = False, accelerator: str = "cpu", random_state: int | None = None):
         self.variant = variant
         self.tokenizer = tokenizer
@@ -68,8 +73,10 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         self.dropout = dropout
         self.encoder_kwargs = encoder_kwargs
         self.pooling = pooling
+        self.positions = positions
         self.max_len = max_len
         self.rc = rc
+        self.mutation = mutation
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -104,6 +111,9 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"rc must be one of {RC_MODES}, got {self.rc!r}")
         for name in ("k", "stride", "max_len", "epochs", "batch_size", "patience"):
             check_positive_int(name, getattr(self, name))
+        check_nonnegative_int("positions", self.positions)
+        if not _is_number(self.mutation) or not 0 <= self.mutation <= 1:
+            raise ValueError(f"mutation must be a probability in [0, 1], got {self.mutation!r}")
         if self.tokenizer == "kmer" and self.k > 8:
             raise ValueError(f"k must be at most 8 (4**k embeddings), got {self.k}")
         if self.max_len % self.stride:
@@ -120,7 +130,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         return self._config()
 
     def _build(self, n_classes: int, config: TitansConfig) -> DNANet:
-        return DNANet(n_classes, config, self.tokenizer, self.k, self.stride, self.pooling)
+        return DNANet(n_classes, config, self.tokenizer, self.k, self.stride, self.pooling, self.positions)
 
     # -- training -----------------------------------------------------------------------------------
     def fit(self, seqs: Sequence[str], y: Sequence[Any], names: Sequence[str] | None = None,
@@ -185,7 +195,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         (both strands when rc is set, as prediction reads them)."""
         multiple, augment = self.stride, self.rc is not None
         pad = lambda batch: collate(batch, multiple)  # noqa: E731
-        train_data = StrandDataset([codes[i] for i in train], targets[train], augment)
+        train_data = StrandDataset([codes[i] for i in train], targets[train], augment, self.mutation)
         loader = DataLoader(train_data, batch_size=self.batch_size, shuffle=True, collate_fn=pad)
         if val is None:
             return loader, None

@@ -44,16 +44,22 @@ class ListDataset(Dataset):
 
 
 class StrandDataset(ListDataset):
-    """Each access reads a random strand when `augment` (torch's seeded generator picks it)."""
+    """Each access reads a random strand when `augment`, and replaces each base by a uniformly random one
+    (A, C, G or T) with probability `mutation`: fresh noise every epoch, so a small training set cannot be
+    memorised sequence by sequence. Torch's seeded generator draws both."""
 
-    def __init__(self, codes: Sequence[np.ndarray], targets: Tensor, augment: bool):
+    def __init__(self, codes: Sequence[np.ndarray], targets: Tensor, augment: bool, mutation: float = 0.0):
         super().__init__(codes, targets)
         self.reverse = [reverse_complement_codes(c) for c in self.codes] if augment else None
+        self.mutation = mutation
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, Tensor]:
-        if self.reverse is not None and torch.rand(()) < 0.5:
-            return self.reverse[i], self.targets[i]
-        return self.codes[i], self.targets[i]
+        codes = self.reverse[i] if self.reverse is not None and torch.rand(()) < 0.5 else self.codes[i]
+        if self.mutation > 0:
+            hit = (torch.rand(len(codes)) < self.mutation).numpy()
+            codes = codes.copy()
+            codes[hit] = torch.randint(0, 4, (int(hit.sum()),)).numpy()
+        return codes, self.targets[i]
 
 
 def collate(batch: list[tuple[np.ndarray, Tensor]], multiple: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,5 +1,9 @@
 """`DNANet`: bases -> token embeddings -> patches -> `TitansEncoder` -> masked pooling -> linear head.
 
+Beside the pooled (position-blind) head, an optional positional readout reads the outputs of the first
+`positions` tokens one weight per position: sequences aligned on a landmark (promoters around their
+transcription start) carry much of their signal in where a motif sits, which pooling throws away.
+
 A sequence is read as a stream in pieces of at most `piece` bases; `Stream` carries what the next piece
 needs (the encoder's `MemoryState` and, for k-mers, the last k − 1 bases), so a sequence far longer than
 the attention window is read in bounded memory and the neural memory carries what the window cannot.
@@ -35,13 +39,13 @@ class DNANet(nn.Module):
     """Titans sequence classifier over base codes (see `titans_ts.genomics.tokenize`)."""
 
     def __init__(self, n_classes: int, config: TitansConfig, tokenizer: str = "kmer", k: int = 3, stride: int = 1,
-                 pooling: str = "mean"):
+                 pooling: str = "mean", positions: int = 0):
         super().__init__()
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.tokenizer, self.k, self.stride, self.pooling = tokenizer, k, stride, pooling
+        self.tokenizer, self.k, self.stride, self.pooling, self.positions = tokenizer, k, stride, pooling, positions
         self.context = k - 1 if tokenizer == "kmer" else 0
         d = config.d_model
         if tokenizer == "kmer":
@@ -52,6 +56,9 @@ class DNANet(nn.Module):
         self.patch = nn.Linear(stride * d, d) if stride > 1 else nn.Identity()
         self.encoder = TitansEncoder(config)
         self.head = nn.Linear(2 * d if pooling == "meanmax" else d, n_classes)
+        if positions:
+            self.readout = nn.Linear(positions * d, n_classes, bias=False)
+            nn.init.zeros_(self.readout.weight)  # training starts from the pooled head alone
 
     def start(self, batch: int, device: torch.device | str = "cpu") -> Stream:
         return Stream(None, torch.full((batch, self.context), PAD, dtype=torch.long, device=device))
@@ -88,20 +95,29 @@ class DNANet(nn.Module):
             out, stream = step(codes[:, begin: begin + piece], stream)
             yield begin, out
 
-    def classify(self, total: Tensor, count: Tensor, peak: Tensor) -> Tensor:
-        """Logits from pooled statistics: the sum (B, d), number (B,) and maximum (B, d) of valid outputs."""
+    def classify(self, total: Tensor, count: Tensor, peak: Tensor, lead: Tensor | None) -> Tensor:
+        """Logits from pooled statistics: the sum (B, d), number (B,) and maximum (B, d) of valid outputs,
+        and the leading outputs (B, n, d), padding zeroed (the positional readout takes the first
+        `positions` of them, zeros past the end; None without a readout)."""
         mean = total / count[:, None]
-        return self.head(torch.cat([mean, peak], -1) if self.pooling == "meanmax" else mean)
+        logits = self.head(torch.cat([mean, peak], -1) if self.pooling == "meanmax" else mean)
+        if not self.positions:
+            return logits
+        lead = nn.functional.pad(lead[:, :self.positions], (0, 0, 0, max(0, self.positions - lead.shape[1])))
+        return logits + self.readout(lead.flatten(1))
 
     def forward(self, codes: Tensor, lengths: Tensor, piece: int) -> Tensor:
         """Logits (B, n_classes) for right-padded codes (B, L), L and `piece` multiples of stride."""
         total = peak = None
+        lead: list[Tensor] = []  # the valid outputs of pieces until `positions` tokens are in
         for begin, h in self.read(codes, piece):
             first = torch.arange(h.shape[1], device=codes.device) * self.stride + begin  # first base of each token
             valid = (first[None, :] < lengths[:, None])[..., None]
+            if begin // self.stride < self.positions:
+                lead.append(h * valid)
             piece_sum = (h * valid).sum(1)
             piece_max = h.masked_fill(~valid, float("-inf")).amax(1)
             total = piece_sum if total is None else total + piece_sum
             peak = piece_max if peak is None else torch.maximum(peak, piece_max)
         count = (-(-lengths // self.stride)).clamp_min(1).to(total.dtype)
-        return self.classify(total, count, peak)
+        return self.classify(total, count, peak, torch.cat(lead, 1) if lead else None)

@@ -1,9 +1,10 @@
 """Score windows along a long record (a chromosome) as one stream, the memory state carried along.
 
 The record is read in steps of `stride` bases; each step's encoder outputs are summed once and kept
-for `window / stride` steps (with its maximum), so a window's score (the head on the pooled outputs) costs
-nothing extra and memory stays constant whatever the record's length. Unlike independent windows, every
-score sees the whole record before it through the neural memory. Only the forward strand is read: the
+for `window / stride` steps (with their maximum and, for the positional readout, the outputs), so a
+window's score (the head on the pooled outputs) costs little and memory stays constant (one window's
+outputs) whatever the record's length. Unlike independent windows, every score sees the whole record
+before it through the neural memory. Only the forward strand is read: the
 memory runs in one direction.
 """
 from __future__ import annotations
@@ -31,12 +32,14 @@ class Window(NamedTuple):
 
 
 class _Step(NamedTuple):
-    """One step's pooled encoder outputs: its first base, their sum, number and maximum."""
+    """One step's encoder outputs (n_tokens, d) for the positional readout, and their first base, sum,
+    number and maximum."""
 
     start: int
     total: torch.Tensor
     count: int
     peak: torch.Tensor
+    outputs: torch.Tensor
 
 
 def check_scan_steps(clf: TitansDNAClassifier, window: int, stride: int) -> None:
@@ -72,7 +75,8 @@ def scan(clf: TitansDNAClassifier, seq: str, window: int, stride: int, name: str
             x, _ = pad_batch([piece], clf.stride)
             h, stream = model.tokens(x, stream)
             n_tokens = -(-len(piece) // clf.stride)
-            steps.append(_Step(begin, h[0, :n_tokens].sum(0), n_tokens, h[0, :n_tokens].amax(0)))
+            out = h[0, :n_tokens]
+            steps.append(_Step(begin, out.sum(0), n_tokens, out.amax(0), out))
             end = begin + len(piece)
             if end - steps[0].start == window:
                 emitted_end = end
@@ -85,5 +89,6 @@ def _score(clf: TitansDNAClassifier, steps: deque[_Step], end: int) -> Window:
     total = torch.stack([s.total for s in steps]).sum(0, keepdim=True)
     count = torch.tensor([sum(s.count for s in steps)], dtype=total.dtype)
     peak = torch.stack([s.peak for s in steps]).amax(0, keepdim=True)
-    probs = clf.model_.classify(total, count, peak)[0].float().softmax(-1)
+    lead = torch.cat([s.outputs for s in steps])[None] if clf.model_.positions else None
+    probs = clf.model_.classify(total, count, peak, lead)[0].float().softmax(-1)
     return Window(steps[0].start, end, probs.numpy().astype(np.float64))

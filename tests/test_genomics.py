@@ -9,6 +9,7 @@ from sklearn.exceptions import NotFittedError
 
 from titans_ts.datasets import planted_motif_dna
 from titans_ts.genomics import TitansDNAClassifier, encode, reverse_complement, scan
+from titans_ts.genomics.data import StrandDataset
 from titans_ts.genomics.tokenize import kmer_ids, pad_batch
 
 TINY = dict(d_model=16, n_layers=1, heads=2, window=8, chunk_size=8, k=3, stride=1, epochs=1, batch_size=32,
@@ -60,10 +61,27 @@ def test_kmer_ids_and_unknown_kmers():
 # -- learning ------------------------------------------------------------------------------------------
 def test_learns_a_planted_motif_well_above_chance():
     seqs, labels = planted_motif_dna(800, 40, ["TATAAT"], seed=0)
+    # one exact 6-mer decides the label: the default mutation noise would break 74% of its copies
     clf = TitansDNAClassifier(d_model=16, n_layers=1, heads=2, k=6, stride=1, epochs=6, lr=0.02, dropout=0.0,
-                              batch_size=32, random_state=0)
+                              mutation=0.0, batch_size=32, random_state=0)
     clf.fit(seqs[:600], labels[:600])
     assert clf.score(seqs[600:], labels[600:]) > 0.8
+
+
+def test_mutation_replaces_bases_at_its_rate_with_fresh_noise_and_keeps_the_data():
+    codes = encode("ACGTN" * 2000)
+    kept = codes.copy()
+    data = StrandDataset([codes], torch.tensor([0]), augment=False, mutation=0.2)
+    torch.manual_seed(0)
+    first, second = data[0][0], data[0][0]
+    changed = first != kept
+    # a replaced base is A, C, G or T, the same one a quarter of the time: 0.2 * (1 - 1/4) of bases change
+    # (N always changes: every replacement is a base)
+    assert abs(changed[kept < 4].mean() - 0.15) < 0.02 and abs(changed[kept == 14].mean() - 0.2) < 0.03
+    assert set(np.unique(first[changed])) <= {0, 1, 2, 3}
+    assert (first != second).any()  # drawn afresh at every access (every epoch)
+    np.testing.assert_array_equal(codes, kept)  # the training data itself is untouched
+    np.testing.assert_array_equal(StrandDataset([codes], torch.tensor([0]), False)[0][0], kept)
 
 
 def test_predict_proba_rows_sum_to_one_and_predict_gives_labels(fitted, data):
@@ -144,6 +162,8 @@ def test_sklearn_parameters_clone_and_not_fitted():
     (dict(encoder_kwargs={"window": 3}), "repeats parameters"),
     (dict(encoder_kwargs={"bogus": 1}), "encoder_kwargs"),
     (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(positions=-1), "positions must be an integer >= 0"),
+    (dict(mutation=1.5), r"mutation must be a probability in \[0, 1\]"),
 ])
 def test_bad_parameters_fail_in_fit_and_change_nothing(fitted, data, params, message):
     clf = clone(fitted).set_params(**params)
