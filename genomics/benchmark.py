@@ -154,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="most training epochs of the Titans model (default: the "
                         "classifier's)")
     parser.add_argument("--variant", default="mag", choices=("mal", "mag", "mac", "lmm"))
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the Titans model (the splits stay "
+                        "seed 0; default 0)")
     parser.add_argument("--k", type=int, default=6, help="k of the k-mer baseline (default 6)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 200 training sequences, 1 epoch")
@@ -162,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*(does not have many workers|treespec).*")
     if args.threads:
         torch.set_num_threads(args.threads)
-    params = dict(variant=args.variant, random_state=0)
+    params = dict(variant=args.variant, random_state=args.seed)
     if args.epochs is not None:
         params.update(epochs=args.epochs)
     if args.quick:

@@ -13,7 +13,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "genomic
 def test_quick_benchmark_writes_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["--quick", "--threads", "1", "--data-dir", str(DATA), "--datasets", "nontata", "ecoli",
-                 "--json", str(out)]) == 0
+                 "--seed", "3", "--json", str(out)]) == 0
     assert "6-mer logreg" in capsys.readouterr().out
     report = json.loads(out.read_text())
     rows = {(r["dataset"], r["model"]): r for r in report["rows"]}
@@ -21,3 +21,4 @@ def test_quick_benchmark_writes_table_and_json(tmp_path, capsys):
     assert all(0 <= r["accuracy"] <= 1 and r["infer_seq_s"] > 0 for r in rows.values())
     assert rows[("ecoli", "titans-mag")]["independent_recall"] is not None
     assert "split" in report["meta"] and "date" in report["meta"]
+    assert report["meta"]["titans_params"]["random_state"] == 3
