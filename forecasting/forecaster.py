@@ -147,9 +147,9 @@ class TitansForecaster(BaseEstimator):
     BENCHMARKS.md for what it changes on ETTh1 and on recurring motifs.
 
     `recall=True` adds a `RecallMemory`: a second memory that learns at test time how the forecasts made
-    from windows like the present one missed and adds what it recalls to the forecast, so a pattern seen once is forecast
-    from memory when it comes back. What it holds pays only over long stretches of a stream, so it
-    always trains with the memory carried (as `carry_memory=True`).
+    from windows like the present one missed and adds what it recalls to the forecast, so a pattern seen
+    once is forecast from memory when it comes back. What it holds pays only over long stretches of a
+    stream, so it always trains with the memory carried (as `carry_memory=True`).
     """
 
     def __init__(self, horizon: int = 24, lookback: int = 96, variant: str = "mal", *, d_model: int = 32,

@@ -49,8 +49,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     turns it off, e.g. where an exact motif decides the class). Training holds out a stratified
     `validation_fraction` for early stopping (`patience` epochs) and keeps the best epoch; `accelerator`
     goes to Lightning ("auto" trains on a GPU when there is one; prediction runs on the CPU).
-    `encoder_kwargs` passes further `TitansConfig` fields (e.g.
-    `memory_expansion`).
+    `encoder_kwargs` passes further `TitansConfig` fields (e.g. `memory_expansion`).
     """
 
     def __init__(self, variant: str = "mag", tokenizer: str = "kmer", k: int = 6, stride: int = 4,

@@ -113,9 +113,10 @@ class DNANet(nn.Module):
         for begin, h in self.read(codes, piece):
             first = torch.arange(h.shape[1], device=codes.device) * self.stride + begin  # first base of each token
             valid = (first[None, :] < lengths[:, None])[..., None]
+            zeroed = h * valid
             if begin // self.stride < self.positions:
-                lead.append(h * valid)
-            piece_sum = (h * valid).sum(1)
+                lead.append(zeroed)
+            piece_sum = zeroed.sum(1)
             piece_max = h.masked_fill(~valid, float("-inf")).amax(1)
             total = piece_sum if total is None else total + piece_sum
             peak = piece_max if peak is None else torch.maximum(peak, piece_max)

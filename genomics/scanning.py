@@ -1,11 +1,10 @@
 """Score windows along a long record (a chromosome) as one stream, the memory state carried along.
 
-The record is read in steps of `stride` bases; each step's encoder outputs are summed once and kept
-for `window / stride` steps (with their maximum and, for the positional readout, the outputs), so a
-window's score (the head on the pooled outputs) costs little and memory stays constant (one window's
-outputs) whatever the record's length. Unlike independent windows, every score sees the whole record
-before it through the neural memory. Only the forward strand is read: the
-memory runs in one direction.
+The record is read in steps of `stride` bases; each step's encoder outputs are kept for `window / stride`
+steps, so a window's score (the head on the window's pooled outputs and, with a positional readout, the
+outputs themselves) needs no second pass and memory stays one window's outputs whatever the record's
+length. Unlike independent windows, every score sees the whole record before it through the neural
+memory. Only the forward strand is read: the memory runs in one direction.
 """
 from __future__ import annotations
 
@@ -32,13 +31,9 @@ class Window(NamedTuple):
 
 
 class _Step(NamedTuple):
-    """One step's encoder outputs (n_tokens, d) for the positional readout, and their first base, sum,
-    number and maximum."""
+    """One step's first base and its encoder outputs (n_tokens, d)."""
 
     start: int
-    total: torch.Tensor
-    count: int
-    peak: torch.Tensor
     outputs: torch.Tensor
 
 
@@ -74,9 +69,7 @@ def scan(clf: TitansDNAClassifier, seq: str, window: int, stride: int, name: str
             piece = codes[begin: begin + stride]
             x, _ = pad_batch([piece], clf.stride)
             h, stream = model.tokens(x, stream)
-            n_tokens = -(-len(piece) // clf.stride)
-            out = h[0, :n_tokens]
-            steps.append(_Step(begin, out.sum(0), n_tokens, out.amax(0), out))
+            steps.append(_Step(begin, h[0, :-(-len(piece) // clf.stride)]))
             end = begin + len(piece)
             if end - steps[0].start == window:
                 emitted_end = end
@@ -86,9 +79,7 @@ def scan(clf: TitansDNAClassifier, seq: str, window: int, stride: int, name: str
 
 
 def _score(clf: TitansDNAClassifier, steps: deque[_Step], end: int) -> Window:
-    total = torch.stack([s.total for s in steps]).sum(0, keepdim=True)
-    count = torch.tensor([sum(s.count for s in steps)], dtype=total.dtype)
-    peak = torch.stack([s.peak for s in steps]).amax(0, keepdim=True)
-    lead = torch.cat([s.outputs for s in steps])[None] if clf.model_.positions else None
-    probs = clf.model_.classify(total, count, peak, lead)[0].float().softmax(-1)
+    out = torch.cat([s.outputs for s in steps])[None]  # (1, tokens, d)
+    count = torch.tensor([out.shape[1]], dtype=out.dtype)
+    probs = clf.model_.classify(out.sum(1), count, out.amax(1), out)[0].float().softmax(-1)
     return Window(steps[0].start, end, probs.numpy().astype(np.float64))
