@@ -5,8 +5,9 @@ test split is available: split here 70/10/20, stratified, seed 0), the DNABERT c
 (70/10/20 likewise) and the E. coli promoters (positive / negative FASTA 70/10/20; the independent
 file holds 256 promoters only, so its score is the share recognised as promoters). The validation part
 serves early stopping and the baseline's C only. Every data set is read case-insensitively (the E. coli
-positives are lower case). Baseline in the same run: logistic regression on tf-idf of k-mers counted
-on both strands.
+positives are lower case). Baselines in the same run: logistic regression on tf-idf of k-mers counted
+on both strands, and the same with a one-hot of every position added (`--models` picks; `--set` changes
+a parameter of the Titans model, so each variant in BENCHMARKS.md is one command).
 """
 from __future__ import annotations
 
@@ -24,18 +25,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import FeatureUnion, make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from titans_ts.datasets import read_classes, read_labelled, read_sequences, stratified_split
 from titans_ts.state import write_atomic
 
 from .classifier import TitansDNAClassifier
 from .metrics import classification_metrics
-from .tokenize import reverse_complement
+from .tokenize import base_probabilities, encode, reverse_complement
 
 DATASETS = ("nontata", "dnabert_core", "ecoli")
+MODELS = ("titans", "kmer", "kmer-position")
 PUBLISHED = {"nontata": "full official split (27k train): CNN 84.6, HyenaDNA 96.6, Titans neural memory 96.6"}
 
 
@@ -78,8 +82,14 @@ def load(name: str, root: Path) -> Split:
     return Split(seqs, labels, *stratified_split(labels, (0.7, 0.1, 0.2), seed=0), independent)
 
 
-def kmer_baseline(k: int) -> Callable[[Split], tuple[Callable[[list[str]], np.ndarray], float]]:
-    """Fit tf-idf k-mer (both strands) logistic regression; C picked on the validation part."""
+def kmer_baseline(k: int, positional: bool = False
+                  ) -> Callable[[Split], tuple[Callable[[list[str]], np.ndarray], float]]:
+    """Fit tf-idf k-mer (both strands) logistic regression; C picked on the validation part.
+
+    `positional` adds a one-hot of every position of the forward strand (IUPAC codes as their base mix,
+    zeros past a sequence's end, cut at the longest training sequence) with a weight picked on the
+    validation part too: a linear model that knows where a k-mer sits, as the positional readout does.
+    """
 
     def kmers(seq: str) -> list[str]:
         both = (seq.upper(), reverse_complement(seq))
@@ -88,14 +98,26 @@ def kmer_baseline(k: int) -> Callable[[Split], tuple[Callable[[list[str]], np.nd
     def train(split: Split) -> tuple[Callable[[list[str]], np.ndarray], float]:
         start = time.perf_counter()
         x = [split.seqs[i] for i in split.train]
+        length, table = max(len(s) for s in x), base_probabilities().numpy()
+
+        def one_hot(seqs: list[str]) -> sparse.csr_matrix:
+            out = np.zeros((len(seqs), length, 4), dtype=np.float32)
+            for row, seq in enumerate(seqs):
+                codes = encode(seq[:length])
+                out[row, :len(codes)] = table[codes]
+            return sparse.csr_matrix(out.reshape(len(seqs), -1))
+
         best, best_acc = None, -1.0
-        for c in (0.1, 1.0, 10.0):
-            model = make_pipeline(CountVectorizer(analyzer=kmers), TfidfTransformer(sublinear_tf=True),
-                                  LogisticRegression(C=c, max_iter=2000))
-            model.fit(x, split.labels[split.train])
-            acc = model.score([split.seqs[i] for i in split.val], split.labels[split.val])
-            if acc > best_acc:
-                best, best_acc = model, acc
+        for weight in (0.05, 0.1, 0.2) if positional else (0.0,):
+            for c in (0.3, 1.0, 3.0, 10.0) if positional else (0.1, 1.0, 10.0):
+                counts = make_pipeline(CountVectorizer(analyzer=kmers), TfidfTransformer(sublinear_tf=True))
+                features = FeatureUnion([("kmers", counts), ("positions", FunctionTransformer(one_hot))],
+                                        transformer_weights={"positions": weight}) if positional else counts
+                model = make_pipeline(features, LogisticRegression(C=c, max_iter=3000))
+                model.fit(x, split.labels[split.train])
+                acc = model.score([split.seqs[i] for i in split.val], split.labels[split.val])
+                if acc > best_acc:
+                    best, best_acc = model, acc
         return best.predict_proba, time.perf_counter() - start
 
     return train
@@ -156,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variant", default="mag", choices=("mal", "mag", "mac", "lmm"))
     parser.add_argument("--seed", type=int, default=0, help="random_state of the Titans model (the splits stay "
                         "seed 0; default 0)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a TitansDNAClassifier parameter for this run, VALUE as JSON (e.g. mutation=0 or "
+                             "rc=null); repeatable")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                        help="which models to run (default: all)")
     parser.add_argument("--k", type=int, default=6, help="k of the k-mer baseline (default 6)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 200 training sequences, 1 epoch")
@@ -169,6 +196,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         params.update(epochs=args.epochs)
     if args.quick:
         params.update(d_model=16, n_layers=1, heads=2, epochs=1)
+    for item in args.set:
+        name, _, value = item.partition("=")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.exit(2, f"{parser.prog}: error: --set {item}: VALUE must be JSON (a number, true, null, \"text\")\n")
+    try:
+        TitansDNAClassifier(**params)._check_params()
+    except (TypeError, ValueError) as err:
+        parser.exit(2, f"{parser.prog}: error: --set: {err}\n")
     rows = []
     for name in args.datasets:
         try:
@@ -177,8 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(2, f"{parser.prog}: error: {err}\n")
         if args.quick:
             split = subsample(split, 200)
-        models = ((f"titans-{args.variant}", titans(params)), (f"{args.k}-mer logreg", kmer_baseline(args.k)))
-        for model, trainer in models:
+        models = {"titans": (f"titans-{args.variant}", titans(params)),
+                  "kmer": (f"{args.k}-mer logreg", kmer_baseline(args.k)),
+                  "kmer-position": (f"{args.k}-mer+pos logreg", kmer_baseline(args.k, positional=True))}
+        for model, trainer in (models[m] for m in args.models):
             rows.append(evaluate(name, model, split, trainer))
             print(table(rows[-1:]).splitlines()[-1] if len(rows) > 1 else table(rows), flush=True)
     print()
