@@ -23,6 +23,7 @@ from titans_ts.datasets import anomaly_stream, ett_splits, recurring_motifs
 from titans_ts.datasets.synthetic import ANOMALY_KINDS
 from titans_ts.forecasting.anomaly import TitansAnomalyDetector
 from titans_ts.forecasting.forecaster import TitansForecaster
+from titans_ts.forecasting.scaling import Scaler
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
@@ -37,6 +38,20 @@ def windows(values: np.ndarray, lookback: int, horizon: int, first: int = 0) -> 
 
 def scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     return float(((pred - true) ** 2).mean()), float(np.abs(pred - true).mean())
+
+
+def ridge_cycle(s, lookback: int, horizon: int, period: int) -> tuple[np.ndarray, np.ndarray]:
+    """The linear analogue of the forecaster with a `period`: ridge on windows with the training rows' cycle
+    (the forecaster's `Scaler`) and each window's own mean taken off. Test forecasts and targets (N, H, C)."""
+    cycle = Scaler.fit([s.train], period).season  # the splits are standardised already: only the cycle goes
+    start = s.borders.train[0]
+    parts = [windows(a - cycle(b - start, len(a)), lookback, horizon)
+             for a, b in ((s.train, s.borders.train[0]), (s.val, s.borders.val[0]), (s.test, s.borders.test[0]))]
+    mu = [x.mean(1, keepdims=True) for x, _ in parts]
+    (x, y), (xv, yv), (xt, _) = ((x - m, y - m) for (x, y), m in zip(parts, mu))
+    first = s.borders.test[0] - start + lookback + np.arange(len(xt))  # each forecast's first row
+    pred = ridge_predict(ridge_fit(x, y, xv, yv), xt) + mu[2] + cycle(first, horizon)
+    return pred, windows(s.test, lookback, horizon)[1]
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray) -> Ridge:
@@ -61,12 +76,18 @@ def ett_standard(path: str, horizon: int, lookback: int, params: dict) -> list[d
     ridge = ridge_fit(x, y, xv, yv)
     rows = [dict(model="ridge", protocol="windowed", horizon=horizon, train_seconds=time.perf_counter() - t0,
                  **dict(zip(("mse", "mae"), scores(ridge_predict(ridge, xt), yt))))]
+    if params.get("period"):
+        t0 = time.perf_counter()
+        pred, true = ridge_cycle(s, lookback, horizon, params["period"])
+        rows.append(dict(model=f"ridge+cycle{params['period']}", protocol="windowed", horizon=horizon,
+                         train_seconds=time.perf_counter() - t0, **dict(zip(("mse", "mae"), scores(pred, true)))))
     f = TitansForecaster(horizon=horizon, lookback=lookback, **params)
     t0 = time.perf_counter()
-    f.fit(s.train, val=s.val[lookback:])
+    f.fit(s.train, val=s.val[lookback:])  # the fitted series' row 0 is the first training row
     seconds = time.perf_counter() - t0
+    first = s.borders.test[0] - s.borders.train[0] + np.arange(len(xt))  # each test window's first row
     rows.append(dict(model=f"titans-{f.variant}", protocol="windowed", horizon=horizon, train_seconds=seconds,
-                     **dict(zip(("mse", "mae"), scores(f.forecast_windows(xt), yt)))))
+                     **dict(zip(("mse", "mae"), scores(f.forecast_windows(xt, first), yt)))))
     for memorize in (True, False):  # the memory has streamed everything before each origin (frozen: since fit)
         bt = f.backtest(s.test[lookback:], start=0, stride=1, memorize=memorize)
         pred = np.array(bt["forecast"].to_list()).reshape(-1, len(s.columns), horizon).transpose(0, 2, 1)
@@ -280,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--carry-memory", action="store_true", help="train with the memory carried across segments (TBPTT)")
     p.add_argument("--recall", action="store_true", help="add the recall memory (test-time regression of what followed)")
     p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
+    p.add_argument("--period", type=int, help="take this cycle off the series (24: daily, for hourly data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")
     p.add_argument("--streams", type=int, default=4, help="anomaly protocol: synthetic streams, seeds --seed onwards")
@@ -295,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         params["carry_memory"] = True
     if args.recall:
         params["recall"] = True
+    if args.period:
+        params["period"] = args.period
     runs = {"standard": [lambda h=h: ett_standard(args.data, h, args.lookback, params) for h in args.horizons],
             "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
             "memorization": [lambda: memorization(24, dict(params, window=32))],

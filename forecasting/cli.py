@@ -42,14 +42,16 @@ def model_args(p) -> None:
     p.add_argument("--columns", nargs="+", help="value columns to use (default: every numeric column)")
     p.add_argument("--recall", action="store_true",
                    help="add the recall memory: what followed windows like the present one, learnt while streaming")
+    p.add_argument("--period", type=int,
+                   help="length of a cycle to take off before the model reads the series (e.g. 24 for hourly data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def make(args) -> TitansForecaster:
     return TitansForecaster(horizon=args.horizon, lookback=args.lookback, variant=args.variant,
-                            max_epochs=args.epochs, recall=args.recall, time_col=args.time_col,
-                            random_state=args.seed, progress=not args.quiet)
+                            max_epochs=args.epochs, recall=args.recall, period=args.period,
+                            time_col=args.time_col, random_state=args.seed, progress=not args.quiet)
 
 
 def select(frame: pl.DataFrame, args) -> pl.DataFrame:

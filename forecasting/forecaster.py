@@ -22,6 +22,7 @@ from titans_ts.training import fit as fit_loop
 
 from .frames import Panel, from_values, step_of, to_panel
 from .model import ForecastNet, pinball
+from .scaling import Scaler
 
 QUANTILES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 _STREAM_PIECE = 2048  # steps per no-grad streaming call: bounds memory on long series
@@ -150,6 +151,10 @@ class TitansForecaster(BaseEstimator):
     from windows like the present one missed and adds what it recalls to the forecast, so a pattern seen
     once is forecast from memory when it comes back. What it holds pays only over long stretches of a
     stream, so it always trains with the memory carried (as `carry_memory=True`).
+
+    `period` (e.g. 24 for hourly data with a daily rhythm) takes the training rows' mean profile of that
+    cycle off the series before the net reads it and puts it back on the forecasts (`scaling.Scaler`);
+    a row's phase is its position from the first row of its fitted series.
     """
 
     def __init__(self, horizon: int = 24, lookback: int = 96, variant: str = "mal", *, d_model: int = 32,
@@ -157,14 +162,14 @@ class TitansForecaster(BaseEstimator):
                  memory_depth: int = 2, patch: int = 16, channel_mixing: bool = False, max_epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-3, patience: int = 3, val_fraction: float = 0.2,
                  segment_length: int | None = None, carry_memory: bool = False, recall: bool = False,
-                 time_col: str | None = None, id_col: str | None = None, random_state: int | None = None,
-                 progress: bool = False):
+                 period: int | None = None, time_col: str | None = None, id_col: str | None = None,
+                 random_state: int | None = None, progress: bool = False):
         self.horizon, self.lookback, self.variant = horizon, lookback, variant
         self.d_model, self.n_layers, self.heads, self.window = d_model, n_layers, heads, window
         self.chunk_size, self.memory_depth, self.patch, self.channel_mixing = chunk_size, memory_depth, patch, channel_mixing
         self.max_epochs, self.batch_size, self.lr, self.patience = max_epochs, batch_size, lr, patience
         self.val_fraction, self.segment_length, self.carry_memory = val_fraction, segment_length, carry_memory
-        self.recall = recall
+        self.recall, self.period = recall, period
         self.time_col, self.id_col, self.random_state, self.progress = time_col, id_col, random_state, progress
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -180,6 +185,9 @@ class TitansForecaster(BaseEstimator):
                 raise ValueError(f"TitansForecaster.{name} must be an integer >= 1, got {value!r}")
         if self.patch > self.lookback:
             raise ValueError(f"TitansForecaster.patch ({self.patch}) must not exceed lookback ({self.lookback})")
+        if self.period is not None and (isinstance(self.period, bool) or not isinstance(self.period, int)
+                                        or self.period < 2):
+            raise ValueError(f"TitansForecaster.period must be None or an integer >= 2, got {self.period!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"TitansForecaster.val_fraction must be in [0, 1), got {self.val_fraction!r}")
         return self._config()
@@ -219,10 +227,8 @@ class TitansForecaster(BaseEstimator):
                     panel.times[k] = np.concatenate([panel.times[k], held.times[k]])
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
-        train_rows = np.concatenate([v[: cut[k]] for k, v in panel.values.items()])
-        mean, std = train_rows.mean(0), train_rows.std(0)
-        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-        scaled = [torch.tensor((v - mean) / std, dtype=torch.float32) for v in panel.values.values()]
+        scaler = Scaler.fit([v[: cut[k]] for k, v in panel.values.items()], self.period)
+        scaled = [scaler.scale(v) for v in panel.values.values()]
         net = self._net(len(panel.columns))
         length = self.segment_length or 2 * self.lookback
         train_cut = [c if (len(v) - c) > self.horizon else len(v) for c, v in zip(cut.values(), scaled)]
@@ -252,7 +258,7 @@ class TitansForecaster(BaseEstimator):
         result = fit_loop(net, loader, val_loader, step=step, max_epochs=self.max_epochs, lr=self.lr,
                           patience=self.patience, seed=self.random_state, progress=self.progress, callbacks=callbacks)
         self.best_loss_, self.history_ = result.best_loss, result.history
-        self.net_, self.mean_, self.std_ = net, mean, std
+        self.net_, self.scaler_ = net, scaler
         self.columns_, self.n_features_in_ = panel.columns, len(panel.columns)
         self.like_ = Panel({}, {}, panel.columns, panel.kind, panel.time_col, panel.id_col, panel.meta)
         self.offsets_ = self._calibrate(scaled, train_cut) if has_val else np.zeros((len(QUANTILES), self.horizon))
@@ -361,7 +367,7 @@ class TitansForecaster(BaseEstimator):
                 if t[0] != expected:
                     raise ValueError(f"{what} does not continue the fitted series{'' if key is None else f' {key!r}'}: "
                                      f"expected first time stamp {expected}, got {t[0]}")
-            scaled = torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32)
+            scaled = self.scaler_.scale(v, stream["seen"])
             streams[key], outs[key] = self._advance(stream, scaled, t, memorize, surprise)
         return panel, streams, outs
 
@@ -377,7 +383,7 @@ class TitansForecaster(BaseEstimator):
     def predict(self):
         """The next `horizon` values after the last streamed observation, as the kind of object fitted."""
         self._check_fitted()
-        return self._emit({k: s["point"].T.double().numpy() * self.std_ + self.mean_ for k, s in self.streams_.items()})
+        return self._emit({k: self.scaler_.unscale(s["point"].T.double().numpy(), s["seen"]) for k, s in self.streams_.items()})
 
     def _quantile_arrays(self, q: float) -> dict:
         if not 0 < q < 1 or not math.isfinite(q):
@@ -392,7 +398,7 @@ class TitansForecaster(BaseEstimator):
             qs = s["quant"].double().numpy() + self.offsets_.T[None]  # (C, H, Q)
             qs = np.sort(qs, axis=-1)  # monotone in the level
             val = (1 - w) * qs[..., j] + w * qs[..., j + 1]
-            out[key] = val.T * self.std_ + self.mean_
+            out[key] = self.scaler_.unscale(val.T, s["seen"])
         return out
 
     def predict_quantiles(self, quantiles=(0.1, 0.5, 0.9)) -> dict:
@@ -429,13 +435,14 @@ class TitansForecaster(BaseEstimator):
             origins = list(range(start, len(v) - self.horizon + 1, stride))
             if not origins:
                 raise ValueError(f"y has {len(v)} rows: no origin from {start} leaves a whole horizon of {self.horizon}")
-            scaled = torch.tensor((v - self.mean_) / self.std_, dtype=torch.float32)
+            seen = self.streams_[key]["seen"]
+            scaled = self.scaler_.scale(v, seen)
             # the forecast at origin o is the one made after the step o − 1 (o = 0: the fitted state's)
             kept = [o - 1 for o in origins if o > 0]
             point = self._run(self.streams_[key], scaled, memorize, keep=kept)[1]["point"].double().numpy()
             if origins[0] == 0:
                 point = np.concatenate([self.streams_[key]["point"].double().numpy()[None], point])
-            forecast = point.transpose(0, 2, 1) * self.std_ + self.mean_  # (K, H, C)
+            forecast = self.scaler_.unscale(point.transpose(0, 2, 1), seen + np.array(origins))  # (K, H, C)
             actual = np.stack([v[o: o + self.horizon] for o in origins])
             for ci, col in enumerate(self.columns_):
                 f, a = forecast[:, :, ci], actual[:, :, ci]
@@ -469,7 +476,8 @@ class TitansForecaster(BaseEstimator):
         for key, v in panel.values.items():
             stream, out = self.streams_[key], outs[key]
             first = torch.full((v.shape[1],), float("nan")) if stream["point"] is None else stream["point"][:, 0]
-            before = torch.cat([first[None], out["next"][:-1]]).double().numpy() * self.std_ + self.mean_
+            before = torch.cat([first[None], out["next"][:-1]]).double().numpy()[:, None]  # (T, 1, C)
+            before = self.scaler_.unscale(before, stream["seen"] + np.arange(len(v)))[:, 0]
             cols = {} if key is None else {self.like_.id_col: [key] * len(v)}
             if panel.times[key] is not None:
                 cols[self.like_.time_col] = panel.times[key]
@@ -482,25 +490,34 @@ class TitansForecaster(BaseEstimator):
         return pl.concat(frames), streams
 
     @torch.no_grad()
-    def forecast_windows(self, windows: np.ndarray) -> np.ndarray:
+    def forecast_windows(self, windows: np.ndarray, first=None) -> np.ndarray:
         """Forecasts (N, horizon, C) from N independent windows (N, T, C) read from a fresh memory.
 
         The windowed protocol of published benchmarks: each window alone, nothing streamed before it.
+        With a `period`, `first` (N,) gives each window's first row as a position in the fitted series'
+        time line (row 0 = its first fitted row), so that the cycle's phase is known.
         """
         self._check_fitted()
         windows = np.asarray(windows, dtype=np.float64)
         if windows.ndim != 3 or windows.shape[2] != self.n_features_in_:
             raise ValueError(f"windows must have shape (N, T, {self.n_features_in_}), got {windows.shape}")
+        if first is None:
+            if self.scaler_.cycle is not None:
+                raise ValueError("forecast_windows needs `first` (each window's first row position) when period is set")
+            first = np.zeros(len(windows), dtype=np.int64)
+        first = np.asarray(first)
+        if first.shape != (len(windows),) or not np.issubdtype(first.dtype, np.integer):
+            raise ValueError(f"first must hold one integer position per window, shape ({len(windows)},), got {first.shape}")
         self.net_.eval()
         out = []
         for a in range(0, len(windows), 256):
-            w = torch.tensor((windows[a: a + 256] - self.mean_) / self.std_, dtype=torch.float32)
+            w = self.scaler_.scale(windows[a: a + 256], first[a: a + 256])
             N, T, C = w.shape
             x = w if self.channel_mixing else w.permute(0, 2, 1).reshape(N * C, T, 1)
             point, _, _ = self.net_(x, self.net_.initial_context(x.shape[0], torch.float32))
             p = point[:, -1]  # (B, n, H)
             p = p if self.channel_mixing else p.reshape(N, C, self.horizon)
-            out.append(p.transpose(1, 2).double().numpy() * self.std_ + self.mean_)
+            out.append(self.scaler_.unscale(p.transpose(1, 2).double().numpy(), first[a: a + 256] + T))
         return np.concatenate(out)
 
     # -- persistence ----------------------------------------------------------------------------------
@@ -508,7 +525,10 @@ class TitansForecaster(BaseEstimator):
         """Weights, configuration, scaler, calibration and every stream's memory state, in safetensors."""
         self._check_fitted()
         tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
-        tensors.update(mean=torch.tensor(self.mean_), std=torch.tensor(self.std_), offsets=torch.tensor(self.offsets_))
+        tensors.update(mean=torch.tensor(self.scaler_.mean), std=torch.tensor(self.scaler_.std),
+                       offsets=torch.tensor(self.offsets_))
+        if self.scaler_.cycle is not None:
+            tensors["cycle"] = torch.tensor(self.scaler_.cycle)
         streams = []
         for i, (key, s) in enumerate(self.streams_.items()):
             tensors.update({f"stream.{i}.mem.{k}": v for k, v in s["mem"].items()})
@@ -532,7 +552,8 @@ class TitansForecaster(BaseEstimator):
         self.net_ = self._net(self.n_features_in_)
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net_.eval()
-        self.mean_, self.std_ = tensors["mean"].numpy(), tensors["std"].numpy()
+        cycle = tensors.get("cycle")
+        self.scaler_ = Scaler(tensors["mean"].numpy(), tensors["std"].numpy(), None if cycle is None else cycle.numpy())
         self.offsets_ = tensors["offsets"].numpy()
         self.streams_ = {}
         for i, s in enumerate(meta["streams"]):

@@ -35,7 +35,7 @@ def test_forecast_writes_csv_and_plot(csv, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra", [[], ["--recall"]])
+@pytest.mark.parametrize("extra", [[], ["--recall"], ["--period", "24"]])
 def test_backtest_writes_one_row_per_origin_and_column(csv, tmp_path, extra):
     out = tmp_path / "bt.csv"
     assert main(["backtest", "--data", str(csv), "--out", str(out), "--test-fraction", "0.25", *FAST, *extra]) == 0
