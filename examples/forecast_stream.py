@@ -13,7 +13,7 @@ from titans_ts.forecasting.cli import plot
 frame = load_bundled_ett().select("date", "HUFL", "OT").head(2600)
 history, arriving = frame.head(2400), frame.slice(2400)
 
-f = TitansForecaster(horizon=24, lookback=96, variant="mal", max_epochs=2, random_state=0)
+f = TitansForecaster(horizon=24, lookback=96, variant="mal", period=24, max_epochs=2, random_state=0)  # daily cycle
 f.fit(history)
 first = f.predict()  # a polars frame with the next 24 time stamps
 truth = arriving.head(24)

@@ -119,9 +119,15 @@ class _Carried:
 
 
 def _loss(net: ForecastNet, batch) -> torch.Tensor:
+    """The loss of a fresh-memory segment, scored at every k-th step, k = ⌈horizon / lookback⌉ (from a
+    random first step in training, the first in validation): neighbouring steps forecast nearly the same
+    values when the horizon is long, and the head and loss, not the encoder, cost what grows with it."""
     x, ctx, target, mask, _, _ = batch
-    point, quant, _ = net(x, ctx)
-    return _loss_of(net, point, quant, target, mask)
+    k = -(-net.horizon // net.lookback)
+    if k == 1:
+        return _loss_of(net, *net(x, ctx)[:2], target, mask)
+    at = torch.arange(int(torch.randint(k, ())) if net.training else 0, x.shape[1], k)
+    return _loss_of(net, *net(x, ctx, at=at)[:2], target[:, at], mask[:, at])
 
 
 def _loss_of(net: ForecastNet, point: torch.Tensor, quant: torch.Tensor, target: torch.Tensor,
@@ -130,6 +136,42 @@ def _loss_of(net: ForecastNet, point: torch.Tensor, quant: torch.Tensor, target:
     w = mask[:, :, None, None]
     mse = ((point - target).pow(2) * w).sum() / w.expand_as(target).sum().clamp_min(1)
     return mse + pinball(quant, target, net.quantiles, w)
+
+
+def _gram(parts: list[torch.Tensor], lookback: int, horizon: int) -> tuple[torch.Tensor, ...] | None:
+    """XᵀX, XᵀY and tr(YᵀY) (float64) over every channel's (window, future) pairs of `parts` (T, C), each
+    window's mean taken off both, as the forecaster's linear branch sees them; None without a pair."""
+    xx = xy = yy = None
+    for v in parts:
+        if len(v) < lookback + horizon:
+            continue
+        w = v.double().unfold(0, lookback + horizon, 1)  # (N, C, L + H)
+        for c in range(w.shape[1]):
+            x, y = w[:, c, :lookback], w[:, c, lookback:]
+            mu = x.mean(-1, keepdim=True)
+            x, y = x - mu, y - mu
+            g = (x.T @ x, x.T @ y, (y * y).sum())
+            xx, xy, yy = g if xx is None else (xx + g[0], xy + g[1], yy + g[2])
+    return None if xx is None else (xx, xy, yy)
+
+
+def _linear_start(net: ForecastNet, series: list[torch.Tensor], cut: list[int], alphas=(0.1, 1.0, 10.0, 100.0, 1e3)):
+    """Start the linear branch at the ridge fit of the training windows (means off, as it reads them), its
+    penalty picked on the windows whose futures lie after `cut`: the encoder then learns what a linear map
+    of the window cannot, from a start no worse than the linear forecast."""
+    L, H = net.lookback, net.horizon
+    train = _gram([v[:c] for v, c in zip(series, cut)], L, H)
+    held = _gram([v[max(0, c - L):] for v, c in zip(series, cut) if len(v) - c >= H], L, H)
+    eye = torch.eye(L, dtype=torch.float64)
+    fits = {a: torch.linalg.solve(train[0] + a * eye, train[1]) for a in alphas}
+    if held is None:  # nothing held out: the middle of the grid
+        w = fits[alphas[len(alphas) // 2]]
+    else:  # held-out squared error ‖Y − XW‖² from the held-out Gram matrices
+        err = lambda w: held[2] - 2 * (w * held[1]).sum() + (w * (held[0] @ w)).sum()  # noqa: E731
+        w = fits[min(alphas, key=lambda a: float(err(fits[a])))]
+    with torch.no_grad():
+        net.linear.weight.copy_(w.T)
+        net.linear.bias.zero_()
 
 
 class TitansForecaster(BaseEstimator):
@@ -232,6 +274,7 @@ class TitansForecaster(BaseEstimator):
         net = self._net(len(panel.columns))
         length = self.segment_length or 2 * self.lookback
         train_cut = [c if (len(v) - c) > self.horizon else len(v) for c, v in zip(cut.values(), scaled)]
+        _linear_start(net, scaled, train_cut)
         has_val = any(len(v) - c > self.horizon for c, v in zip(train_cut, scaled))
         lanes = [(i, c) for i, v in enumerate(scaled) for c in ([None] if self.channel_mixing else range(v.shape[1]))]
         ends, zeros = [len(v) for v in scaled], [0] * len(scaled)
@@ -509,15 +552,19 @@ class TitansForecaster(BaseEstimator):
         if first.shape != (len(windows),) or not np.issubdtype(first.dtype, np.integer):
             raise ValueError(f"first must hold one integer position per window, shape ({len(windows)},), got {first.shape}")
         self.net_.eval()
+        T = windows.shape[1]
+        # the forecast of the last step only; with recall, of every step (it writes them): bound that output
+        at = None if self.recall else torch.tensor([T - 1])
+        per_window = (T if at is None else 1) * self.n_features_in_ * self.horizon * (1 + len(QUANTILES))
+        size = max(1, min(256, (1 << 24) // per_window))
         out = []
-        for a in range(0, len(windows), 256):
-            w = self.scaler_.scale(windows[a: a + 256], first[a: a + 256])
-            N, T, C = w.shape
+        for a in range(0, len(windows), size):
+            w = self.scaler_.scale(windows[a: a + size], first[a: a + size])
+            N, C = w.shape[0], w.shape[2]
             x = w if self.channel_mixing else w.permute(0, 2, 1).reshape(N * C, T, 1)
-            point, _, _ = self.net_(x, self.net_.initial_context(x.shape[0], torch.float32))
-            p = point[:, -1]  # (B, n, H)
+            p = self.net_(x, self.net_.initial_context(x.shape[0], torch.float32), at=at)[0][:, -1]  # (B, n, H)
             p = p if self.channel_mixing else p.reshape(N, C, self.horizon)
-            out.append(self.scaler_.unscale(p.transpose(1, 2).double().numpy(), first[a: a + 256] + T))
+            out.append(self.scaler_.unscale(p.transpose(1, 2).double().numpy(), first[a: a + size] + T))
         return np.concatenate(out)
 
     # -- persistence ----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ normalised by their own mean and spread (reversible instance normalisation, comp
 that a stream needs only the last `lookback` values). The token of step t is the latest `patch` values
 plus that window's level and scale; the encoder (with its test-time memory) reads the tokens in order.
 The forecast of the next `horizon` values at t is a linear map of the normalised window plus a head on
-the encoder output, rescaled back. Quantile offsets ride on the point forecast.
+the encoder output, rescaled back (the forecaster starts the linear map at the least-squares fit, so the
+encoder learns what it leaves). Quantile offsets ride on the point forecast.
 
 With `recall`, a `RecallMemory` learns at test time how the forecasts made from windows like the present
 one missed (the window that ended `horizon` steps ago as key, what came after it less what was forecast
@@ -64,9 +65,10 @@ class ForecastNet(nn.Module):
         return torch.where(seen, (x - level[..., None]) / scale[..., None], 0.0), level, scale, seq
 
     def forward(self, y: Tensor, context: Tensor, state: MemoryState | None = None, memorize: bool = True,
-                surprise: bool = False) -> tuple:
+                surprise: bool = False, at: Tensor | None = None) -> tuple:
         """Point forecasts, quantiles and the new state for every step of y (B, T, n) after `context`;
-        with `surprise`, also the encoder's `Surprise` at every step."""
+        with `surprise`, also the encoder's `Surprise` at every step. `at` (steps of y; not with recall)
+        reads the forecasts at those steps only: the head's cost grows with the horizon."""
         T = y.shape[1]
         win_all, level_all, scale_all, seq = self.windows(context, y)
         win, level, scale = win_all[:, -T:], level_all[:, -T:], scale_all[:, -T:]
@@ -76,6 +78,10 @@ class ForecastNet(nn.Module):
             scores, h, enc_state = self.encoder.surprise(self.embed(feats.flatten(2)), enc_state, memorize)
         else:
             h, enc_state = self.encoder(self.embed(feats.flatten(2)), enc_state, memorize)
+        if at is not None:
+            if self.recall is not None:
+                raise ValueError("ForecastNet: `at` does not go with recall, which writes every step's forecast")
+            h, win, level, scale = h[:, at], win[:, at], level[:, at], scale[:, at]
         point, quant = self.read(h, win, level, scale)
         new = {"encoder": enc_state}
         if self.recall is not None:

@@ -38,7 +38,8 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     are joined into one token, a `TitansEncoder` of the chosen `variant` reads the tokens and a linear
     head classifies their mean (`pooling="mean"`) or their mean and maximum (`"meanmax"`), plus a
     positional readout of the first `positions` tokens' outputs (0: none; it helps where sequences are
-    aligned on a landmark, as promoters on their transcription start). Sequences longer than `max_len`
+    aligned on a landmark, as promoters on their transcription start), and with `bag` a linear readout
+    of the k-mer frequencies (a k-mer logistic regression trained with the rest). Sequences longer than `max_len`
     bases stream through the encoder in pieces of `max_len`, the memory state carried across, so length
     is bounded only by time.
 
@@ -55,9 +56,9 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, variant: str = "mag", tokenizer: str = "kmer", k: int = 6, stride: int = 4,
                  d_model: int = 64, n_layers: int = 2, heads: int = 4, window: int = 16, chunk_size: int = 16,
                  memory_depth: int = 1, dropout: float = 0.1, encoder_kwargs: dict[str, Any] | None = None,
-                 pooling: str = "meanmax", positions: int = 64, max_len: int = 1024, rc: str | None = "average",
-                 mutation: float = 0.2, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
-                 weight_decay: float = 0.1, patience: int = 4, validation_fraction: float = 0.1,
+                 pooling: str = "meanmax", positions: int = 64, bag: bool = False, max_len: int = 1024,
+                 rc: str | None = "average", mutation: float = 0.2, epochs: int = 30, batch_size: int = 64,
+                 lr: float = 3e-3, weight_decay: float = 0.1, patience: int = 4, validation_fraction: float = 0.1,
                  progress: bool = False, accelerator: str = "cpu", random_state: int | None = None):
         self.variant = variant
         self.tokenizer = tokenizer
@@ -73,6 +74,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         self.encoder_kwargs = encoder_kwargs
         self.pooling = pooling
         self.positions = positions
+        self.bag = bag
         self.max_len = max_len
         self.rc = rc
         self.mutation = mutation
@@ -113,6 +115,8 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         check_nonnegative_int("positions", self.positions)
         if not _is_number(self.mutation) or not 0 <= self.mutation <= 1:
             raise ValueError(f"mutation must be a probability in [0, 1], got {self.mutation!r}")
+        if not isinstance(self.bag, bool) or (self.bag and self.tokenizer != "kmer"):
+            raise ValueError(f"bag must be True (with tokenizer='kmer') or False, got {self.bag!r}")
         if self.tokenizer == "kmer" and self.k > 8:
             raise ValueError(f"k must be at most 8 (4**k embeddings), got {self.k}")
         if self.max_len % self.stride:
@@ -129,7 +133,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         return self._config()
 
     def _build(self, n_classes: int, config: TitansConfig) -> DNANet:
-        return DNANet(n_classes, config, self.tokenizer, self.k, self.stride, self.pooling, self.positions)
+        return DNANet(n_classes, config, self.tokenizer, self.k, self.stride, self.pooling, self.positions, self.bag)
 
     # -- training -----------------------------------------------------------------------------------
     def fit(self, seqs: Sequence[str], y: Sequence[Any], names: Sequence[str] | None = None,

@@ -2,7 +2,10 @@
 
 Beside the pooled (position-blind) head, an optional positional readout reads the outputs of the first
 `positions` tokens one weight per position: sequences aligned on a landmark (promoters around their
-transcription start) carry much of their signal in where a motif sits, which pooling throws away.
+transcription start) carry much of their signal in where a motif sits, which pooling throws away. With
+`bag`, a linear readout of the k-mer frequencies (a k-mer logistic regression, trained with the rest)
+adds its logits: each token carries its k-mers' logits after its encoder outputs, so the frequencies
+are pooled (and scanned) exactly as the outputs are.
 
 A sequence is read as a stream in pieces of at most `piece` bases; `Stream` carries what the next piece
 needs (the encoder's `MemoryState` and, for k-mers, the last k − 1 bases), so a sequence far longer than
@@ -39,12 +42,14 @@ class DNANet(nn.Module):
     """Titans sequence classifier over base codes (see `titans_ts.genomics.tokenize`)."""
 
     def __init__(self, n_classes: int, config: TitansConfig, tokenizer: str = "kmer", k: int = 3, stride: int = 1,
-                 pooling: str = "mean", positions: int = 0):
+                 pooling: str = "mean", positions: int = 0, bag: bool = False):
         super().__init__()
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if bag and tokenizer != "kmer":
+            raise ValueError("bag needs tokenizer='kmer'")
         self.tokenizer, self.k, self.stride, self.pooling, self.positions = tokenizer, k, stride, pooling, positions
         self.context = k - 1 if tokenizer == "kmer" else 0
         d = config.d_model
@@ -59,30 +64,38 @@ class DNANet(nn.Module):
         if positions:
             self.readout = nn.Linear(positions * d, n_classes, bias=False)
             nn.init.zeros_(self.readout.weight)  # training starts from the pooled head alone
+        self.d_model, self.bag = d, None
+        if bag:  # logits per k-mer; the unknown k-mer (ambiguity codes, padding) adds nothing
+            self.bag = nn.Embedding(4 ** k + 1, n_classes, padding_idx=4 ** k)
+            nn.init.zeros_(self.bag.weight)
 
     def start(self, batch: int, device: torch.device | str = "cpu") -> Stream:
         return Stream(None, torch.full((batch, self.context), PAD, dtype=torch.long, device=device))
 
-    def _inputs(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Tensor]:
-        """Encoder inputs (B, n / stride, d) for the next piece of codes (B, n) and the k-mer tail after it."""
+    def _inputs(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Encoder inputs (B, n / stride, d) for the next piece of codes (B, n), the k-mer tail after it and
+        the k-mer ids (B, n) (None for nucleotides)."""
         if self.tokenizer == "kmer":
             full = torch.cat([stream.tail, codes], dim=1)
-            x = self.embed(kmer_ids(full, self.k))
-            tail = full[:, full.shape[1] - self.context:]
+            ids = kmer_ids(full, self.k)
+            x, tail = self.embed(ids), full[:, full.shape[1] - self.context:]
         else:
-            x, tail = self.embed(self.probs[codes]), stream.tail
-        return self.patch(x.reshape(x.shape[0], x.shape[1] // self.stride, -1)), tail
+            x, tail, ids = self.embed(self.probs[codes]), stream.tail, None
+        return self.patch(x.reshape(x.shape[0], x.shape[1] // self.stride, -1)), tail, ids
 
     def tokens(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Stream]:
-        """Encoder outputs (B, n / stride, d) for the next piece of codes (B, n), n a multiple of stride."""
-        x, tail = self._inputs(codes, stream)
+        """Outputs (B, n / stride, d, or d + n_classes with `bag`) for the next piece of codes (B, n), n a
+        multiple of stride: the encoder's, then with `bag` the summed logits of each token's k-mers."""
+        x, tail, ids = self._inputs(codes, stream)
         h, state = self.encoder(x, stream.encoder)
+        if self.bag is not None:
+            h = torch.cat([h, self.bag(ids).unflatten(1, (h.shape[1], self.stride)).sum(2)], -1)
         return h, Stream(state, tail)
 
     def surprise(self, codes: Tensor, stream: Stream) -> tuple[Surprise, Stream]:
         """The memory's surprise at every token of the next piece, (B, n / stride, n_layers) tensors (see
         `TitansEncoder.surprise`); the stream moves on exactly as in `tokens`."""
-        x, tail = self._inputs(codes, stream)
+        x, tail, _ = self._inputs(codes, stream)
         s, _, state = self.encoder.surprise(x, stream.encoder)
         return s, Stream(state, tail)
 
@@ -96,14 +109,18 @@ class DNANet(nn.Module):
             yield begin, out
 
     def classify(self, total: Tensor, count: Tensor, peak: Tensor, lead: Tensor | None) -> Tensor:
-        """Logits from pooled statistics: the sum (B, d), number (B,) and maximum (B, d) of valid outputs,
-        and the leading outputs (B, n, d), padding zeroed (the positional readout takes the first
-        `positions` of them, zeros past the end; None without a readout)."""
-        mean = total / count[:, None]
-        logits = self.head(torch.cat([mean, peak], -1) if self.pooling == "meanmax" else mean)
+        """Logits from pooled statistics of the valid outputs of `tokens`: their sum (B, ·), number (B,) and
+        maximum (B, ·), and the leading outputs (B, n, ·), padding zeroed (the positional readout takes the
+        first `positions` of them, zeros past the end; None without a readout)."""
+        d = self.d_model
+        mean = total[:, :d] / count[:, None]
+        logits = self.head(torch.cat([mean, peak[:, :d]], -1) if self.pooling == "meanmax" else mean)
+        if self.bag is not None:  # the k-mer frequencies' logits (their mean over k-mers)
+            logits = logits + total[:, d:] / (count[:, None] * self.stride)
         if not self.positions:
             return logits
-        lead = nn.functional.pad(lead[:, :self.positions], (0, 0, 0, max(0, self.positions - lead.shape[1])))
+        lead = lead[:, :self.positions, :d]
+        lead = nn.functional.pad(lead, (0, 0, 0, max(0, self.positions - lead.shape[1])))
         return logits + self.readout(lead.flatten(1))
 
     def forward(self, codes: Tensor, lengths: Tensor, piece: int) -> Tensor:

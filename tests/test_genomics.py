@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from titans_ts.datasets import planted_motif_dna
 from titans_ts.genomics import TitansDNAClassifier, encode, reverse_complement, scan
 from titans_ts.genomics.data import StrandDataset
-from titans_ts.genomics.tokenize import kmer_ids, pad_batch
+from titans_ts.genomics.tokenize import PAD, kmer_ids, pad_batch
 
 TINY = dict(d_model=16, n_layers=1, heads=2, window=8, chunk_size=8, k=3, stride=1, epochs=1, batch_size=32,
             random_state=0)
@@ -186,8 +186,9 @@ def test_bad_input_is_refused_and_a_fitted_model_is_kept(fitted, data):
 
 
 # -- scan ----------------------------------------------------------------------------------------------
-def test_scan_first_window_equals_prediction_and_windows_cover_the_record(data):
-    clf = TitansDNAClassifier(**{**TINY, "rc": "augment"}).fit(*data)  # forward strand only, as scan reads
+@pytest.mark.parametrize("extra", [{}, {"bag": True, "stride": 2}])
+def test_scan_first_window_equals_prediction_and_windows_cover_the_record(data, extra):
+    clf = TitansDNAClassifier(**{**TINY, "rc": "augment", **extra}).fit(*data)  # forward strand only, as scan reads
     record = "".join(data[0][:4])  # 120 bases
     windows = list(scan(clf, record, window=30, stride=10))
     assert [(w.start, w.end) for w in windows] == [(s, s + 30) for s in range(0, 91, 10)]
@@ -272,3 +273,22 @@ def test_surprise_refuses_bad_input_and_needs_a_fitted_model(fitted):
         fitted.surprise("ACGT")
     with pytest.raises(NotFittedError):
         TitansDNAClassifier().surprise(["ACGT"])
+
+
+def test_bag_adds_the_mean_of_its_kmer_logits():
+    from titans_ts import TitansConfig
+    from titans_ts.genomics.model import DNANet
+    torch.manual_seed(0)
+    net = DNANet(2, TitansConfig(d_model=8, n_layers=1, heads=2, window=4, chunk_size=4), "kmer", 3, 1, "mean", 0,
+                 bag=True).eval()
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.zero_()
+        net.bag.weight[:-1].normal_()  # the unknown k-mer stays at zero
+    codes, lengths = pad_batch([encode("ACGTTGCANAC"), encode("GGGTA")], 1)
+    ids = kmer_ids(torch.cat([torch.full((2, 2), PAD), codes], 1), 3)  # a stream starts after padding
+    expected = [net.bag.weight[ids[i, :n]].mean(0) for i, n in enumerate(lengths.tolist())]
+    with torch.no_grad():
+        torch.testing.assert_close(net(codes, lengths, piece=4), torch.stack(expected))
+    with pytest.raises(ValueError, match="bag needs tokenizer='kmer'"):
+        DNANet(2, TitansConfig(d_model=8, n_layers=1, heads=2), "nucleotide", bag=True)
