@@ -302,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recall", action="store_true", help="add the recall memory (test-time regression of what followed)")
     p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
     p.add_argument("--period", type=int, help="take this cycle off the series (24: daily, for hourly data)")
+    p.add_argument("--linear", choices=["trained", "ridge"], default="trained",
+                   help="the forecaster's linear branch: trained on from the ridge fit, or kept at it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")
     p.add_argument("--streams", type=int, default=4, help="anomaly protocol: synthetic streams, seeds --seed onwards")
@@ -310,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).is_file():
         print(f"error: --data {args.data}: no such file", file=sys.stderr)
         return 2
-    params = dict(variant=args.variant, max_epochs=args.epochs, random_state=args.seed)
+    params = dict(variant=args.variant, max_epochs=args.epochs, linear=args.linear, random_state=args.seed)
     if args.segment_length:
         params["segment_length"] = args.segment_length
     if args.carry_memory:

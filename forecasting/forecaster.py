@@ -24,6 +24,7 @@ from .frames import Panel, from_values, step_of, to_panel
 from .model import ForecastNet, pinball
 from .scaling import Scaler
 
+LINEAR = ("trained", "ridge")  # the linear branch: trained on from the ridge fit; or kept at it
 QUANTILES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 _STREAM_PIECE = 2048  # steps per no-grad streaming call: bounds memory on long series
 
@@ -194,6 +195,10 @@ class TitansForecaster(BaseEstimator):
     once is forecast from memory when it comes back. What it holds pays only over long stretches of a
     stream, so it always trains with the memory carried (as `carry_memory=True`).
 
+    The linear branch starts at the ridge fit of the training windows (the penalty picked on the held-out
+    rows) and trains on with the rest (`linear="trained"`), or stays there (`"ridge"`), so that the
+    encoder learns only what a linear forecast leaves.
+
     `period` (e.g. 24 for hourly data with a daily rhythm) takes the training rows' mean profile of that
     cycle off the series before the net reads it and puts it back on the forecasts (`scaling.Scaler`);
     a row's phase is its position from the first row of its fitted series.
@@ -204,14 +209,14 @@ class TitansForecaster(BaseEstimator):
                  memory_depth: int = 2, patch: int = 16, channel_mixing: bool = False, max_epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-3, patience: int = 3, val_fraction: float = 0.2,
                  segment_length: int | None = None, carry_memory: bool = False, recall: bool = False,
-                 period: int | None = None, time_col: str | None = None, id_col: str | None = None,
-                 random_state: int | None = None, progress: bool = False):
+                 period: int | None = None, linear: str = "trained", time_col: str | None = None,
+                 id_col: str | None = None, random_state: int | None = None, progress: bool = False):
         self.horizon, self.lookback, self.variant = horizon, lookback, variant
         self.d_model, self.n_layers, self.heads, self.window = d_model, n_layers, heads, window
         self.chunk_size, self.memory_depth, self.patch, self.channel_mixing = chunk_size, memory_depth, patch, channel_mixing
         self.max_epochs, self.batch_size, self.lr, self.patience = max_epochs, batch_size, lr, patience
         self.val_fraction, self.segment_length, self.carry_memory = val_fraction, segment_length, carry_memory
-        self.recall, self.period = recall, period
+        self.recall, self.period, self.linear = recall, period, linear
         self.time_col, self.id_col, self.random_state, self.progress = time_col, id_col, random_state, progress
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -230,6 +235,8 @@ class TitansForecaster(BaseEstimator):
         if self.period is not None and (isinstance(self.period, bool) or not isinstance(self.period, int)
                                         or self.period < 2):
             raise ValueError(f"TitansForecaster.period must be None or an integer >= 2, got {self.period!r}")
+        if self.linear not in LINEAR:
+            raise ValueError(f"TitansForecaster.linear must be one of {LINEAR}, got {self.linear!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"TitansForecaster.val_fraction must be in [0, 1), got {self.val_fraction!r}")
         return self._config()
@@ -275,6 +282,7 @@ class TitansForecaster(BaseEstimator):
         length = self.segment_length or 2 * self.lookback
         train_cut = [c if (len(v) - c) > self.horizon else len(v) for c, v in zip(cut.values(), scaled)]
         _linear_start(net, scaled, train_cut)
+        net.linear.requires_grad_(self.linear == "trained")
         has_val = any(len(v) - c > self.horizon for c, v in zip(train_cut, scaled))
         lanes = [(i, c) for i, v in enumerate(scaled) for c in ([None] if self.channel_mixing else range(v.shape[1]))]
         ends, zeros = [len(v) for v in scaled], [0] * len(scaled)

@@ -401,3 +401,16 @@ def test_linear_branch_starts_at_the_ridge_fit_of_mean_free_windows():
     # the penalty is the one whose fit does best on the windows after the cut
     _linear_start(net, [v], [200], alphas=(1e-3, 1e6))
     assert net.linear.weight.abs().max() > 1e-2  # a penalty of 1e6 would shrink the map to about zero
+
+
+def test_linear_branch_stays_at_the_ridge_fit_unless_trained():
+    from titans_ts.forecasting.forecaster import _linear_start
+    y = series()
+    f = TitansForecaster(**dict(SMALL, linear="ridge")).fit(y)
+    start = TitansForecaster(**SMALL)._net(1)
+    _linear_start(start, [f.scaler_.scale(y)], [len(y) - int(len(y) * 0.2)])  # the default val_fraction
+    torch.testing.assert_close(f.net_.linear.weight, start.linear.weight)
+    g = TitansForecaster(**SMALL).fit(y)  # linear="trained"
+    assert not torch.allclose(g.net_.linear.weight, start.linear.weight)
+    with pytest.raises(ValueError, match="TitansForecaster.linear must be one of"):
+        TitansForecaster(**dict(SMALL, linear="naive")).fit(y)
