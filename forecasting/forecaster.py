@@ -159,9 +159,12 @@ def _gram(parts: list[torch.Tensor], lookback: int, horizon: int) -> tuple[torch
 def _linear_start(net: ForecastNet, series: list[torch.Tensor], cut: list[int], alphas=(0.1, 1.0, 10.0, 100.0, 1e3)):
     """Start the linear branch at the ridge fit of the training windows (means off, as it reads them), its
     penalty picked on the windows whose futures lie after `cut`: the encoder then learns what a linear map
-    of the window cannot, from a start no worse than the linear forecast."""
+    of the window cannot, from a start no worse than the linear forecast. A training part too short for one
+    (window, future) pair leaves the net's own start (the last value, held)."""
     L, H = net.lookback, net.horizon
     train = _gram([v[:c] for v, c in zip(series, cut)], L, H)
+    if train is None:
+        return
     held = _gram([v[max(0, c - L):] for v, c in zip(series, cut) if len(v) - c >= H], L, H)
     eye = torch.eye(L, dtype=torch.float64)
     fits = {a: torch.linalg.solve(train[0] + a * eye, train[1]) for a in alphas}

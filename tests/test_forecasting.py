@@ -62,13 +62,19 @@ def test_kinds_in_kinds_out():
     np.testing.assert_allclose(out["load"].to_numpy(), fp.predict()["load"].to_numpy(), atol=1e-6)
 
 
+def updated_whole_and_in_pieces(fitted, y, cuts):
+    """Two copies of `fitted`: one updated with y[cuts[0]:cuts[-1]] at once, one piece by piece; their
+    forecasts must agree."""
+    whole, pieces = pickle.loads(pickle.dumps(fitted)), pickle.loads(pickle.dumps(fitted))
+    whole.update(y[cuts[0]:cuts[-1]])
+    for lo, hi in zip(cuts, cuts[1:]):
+        pieces.update(y[lo:hi])
+    np.testing.assert_allclose(whole.predict(), pieces.predict(), atol=1e-5)
+    return whole
+
+
 def test_update_in_pieces_equals_one_update(fitted):
-    y = series()
-    a, b = pickle.loads(pickle.dumps(fitted)), pickle.loads(pickle.dumps(fitted))
-    a.update(y[300:340])
-    for lo, hi in [(300, 301), (301, 308), (308, 340)]:
-        b.update(y[lo:hi])
-    np.testing.assert_allclose(a.predict(), b.predict(), atol=1e-5)
+    updated_whole_and_in_pieces(fitted, series(), [300, 301, 308, 340])
 
 
 def test_memorize_false_freezes_the_memory_but_moves_the_context(fitted):
@@ -341,11 +347,7 @@ def test_period_forecasts_a_cycle_longer_than_the_window():
 
 def test_period_streams_backtests_and_saves_consistently(fitted_daily, tmp_path):
     y = daily()
-    a, b = pickle.loads(pickle.dumps(fitted_daily)), pickle.loads(pickle.dumps(fitted_daily))
-    a.update(y[400:437])
-    for lo, hi in [(400, 401), (401, 409), (409, 437)]:
-        b.update(y[lo:hi])
-    np.testing.assert_allclose(a.predict(), b.predict(), atol=1e-5)
+    a = updated_whole_and_in_pieces(fitted_daily, y, [400, 401, 409, 437])
     bt = fitted_daily.backtest(y[400:], start=0, stride=37)
     row = bt.filter((pl.col("origin") == 37) & (pl.col("channel") == "0"))
     np.testing.assert_allclose(row["forecast"][0].to_numpy(), a.predict()[:, 0], atol=1e-5)
@@ -414,3 +416,8 @@ def test_linear_branch_stays_at_the_ridge_fit_unless_trained():
     assert not torch.allclose(g.net_.linear.weight, start.linear.weight)
     with pytest.raises(ValueError, match="TitansForecaster.linear must be one of"):
         TitansForecaster(**dict(SMALL, linear="naive")).fit(y)
+    # a training part shorter than one window and its future keeps the naive start (the last value)
+    short = TitansForecaster(**dict(SMALL, val_fraction=0.5, linear="ridge")).fit(series(30))
+    expected = torch.zeros(SMALL["horizon"], SMALL["lookback"])
+    expected[:, -1] = 1
+    torch.testing.assert_close(short.net_.linear.weight, expected)
