@@ -58,6 +58,17 @@ def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tenso
     return c, gamma_theta, beta[..., -1], torch.exp(log_keep[..., -1]), (f * beta).sum(-1)
 
 
+def step_scale(a: Tensor) -> Tensor:
+    """ρ_j = 1 / max(1, ‖a_j‖²) for each row a_j of a layer's inputs, (..., C, d) -> (..., C, 1).
+
+    Normalised LMS: each token's gradient for a layer is scaled by its ρ_j, so the curvature its step
+    meets, 2 ‖a_j‖² per unit of learning rate, stays ≤ 2 however large the hidden activations grow (unit
+    keys give ρ_j = 1). Without it a deeper memory whose weights grow overshoots and diverges. ρ is a step
+    size, not part of the loss: the outer gradients treat it as a constant.
+    """
+    return a.detach().square().sum(-1, keepdim=True).clamp_min_(1).reciprocal_()
+
+
 def hidden_rows(weights: State, rows: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     """M's hidden layers on a block of rows: each layer's input (rows first) and hidden pre-activations."""
     ins, pre = [rows], []
@@ -137,7 +148,8 @@ def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State,
         out[n].baddbmm_(ins[-1], ws[-1])  # read the queries (eq 15), M(k) − v for the keys
         gs, ps = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
         for l in range(len(ws)):
-            _write(cur[l], nxt[l], ins[l][:, C:], gs[l], rmix[n], smix[n], fbeta[n])
+            a = ins[l][:, C:]
+            _write(cur[l], nxt[l], a, gs[l], rmix[n] * step_scale(a).unsqueeze(-1), smix[n], fbeta[n])
         if save:
             hidden += [*pre, *ps]
     last = [b[slot(N)].unflatten(0, (B, H)) for b in bufs]
@@ -188,13 +200,15 @@ class ChunkUpdate(torch.autograd.Function):
             # the write [S', W'] = [β S, A W + fβ S] + aᵀ rhs, rhs = −2 [γθ g, c g], for every layer
             dgs, rhs = [], []
             for l in range(L):
-                d2 = d[l].flatten(-2)
-                rhs.append((gs[l].unsqueeze(-2) * rmix[n]).flatten(-2))
-                da_rhs = (ins[l][:, C:] @ d2).unflatten(-1, (2, -1))  # dL/d rhs
-                torch.sum(da_rhs * gs[l].unsqueeze(-2), -1, out=drmix[l][n])
+                d2, a = d[l].flatten(-2), ins[l][:, C:]
+                rho = step_scale(a)
+                rm = rmix[n] * rho.unsqueeze(-1)  # this layer's per-token write weights, −2 ρ [γθ, c]
+                rhs.append((gs[l].unsqueeze(-2) * rm).flatten(-2))
+                da_rhs = (a @ d2).unflatten(-1, (2, -1))  # dL/d rhs
+                torch.sum(da_rhs * gs[l].unsqueeze(-2), -1, out=drmix[l][n]).mul_(rho)
                 dg = dout[n, :, C:] if l == L - 1 else None  # the last layer's dg accumulates in `dout`
-                dg = torch.mul(da_rhs[..., 0, :], rmix[n, ..., 0, :], out=dg)
-                dgs.append(dg.addcmul_(da_rhs[..., 1, :], rmix[n, ..., 1, :]))
+                dg = torch.mul(da_rhs[..., 0, :], rm[..., 0, :], out=dg)
+                dgs.append(dg.addcmul_(da_rhs[..., 1, :], rm[..., 1, :]))
                 torch.sum(d[l] @ cur[l].mT, 1, out=dsmix[l][n])  # per row of d_in, then summed
                 torch.mul(d[l], smix[n], out=dprev[l])
                 dprev[l][..., 0, :].addcmul_(d[l][..., 1, :], fbeta[n])

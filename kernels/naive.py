@@ -2,11 +2,14 @@
 
 Paper §3.1–3.2, with the chunked semantics of eqs 16–18: the gradient of every token in a chunk is
 taken at the weights the chunk started with, momentum and forgetting then advance token by token.
+Each token's gradient for a layer is scaled by ρ = 1 / max(1, ‖a‖²) of that layer's input a (normalised
+LMS, see `chunk.step_scale`), a constant for the outer gradients.
 Readable rather than fast; every fast path is tested against this loop.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .mlp import mlp_forward
@@ -35,12 +38,16 @@ def memory_naive(
             break
         w0 = [x if x.requires_grad else x.detach().requires_grad_() for x in w]
         for t in range(start, end):
+            a, rho = k[:, :, t : t + 1].detach(), []  # each layer's input, for its step scale
+            for w_i in w0:
+                rho.append(1 / a.pow(2).sum((-2, -1), keepdim=True).clamp_min(1))  # ρ = 1 / max(1, ‖a‖²)
+                a = F.silu(a @ w_i.detach())
             with torch.enable_grad():
                 err = mlp_forward(tuple(w0), k[:, :, t : t + 1]) - v[:, :, t : t + 1]
                 loss = err.pow(2).sum()  # ℓ(M; x_t) = ‖M(k_t) − v_t‖²   (eq 12)
                 grads = torch.autograd.grad(loss, w0, create_graph=outer_grad)
             th, et, al = (g[:, :, t, None, None] for g in (theta, eta, alpha))
-            s = [et * s_i - th * g for s_i, g in zip(s, grads)]  # S_t = η_t S_{t−1} − θ_t ∇ℓ  (eq 13)
+            s = [et * s_i - th * r * g for s_i, r, g in zip(s, rho, grads)]  # S_t = η_t S_{t−1} − θ_t ρ ∇ℓ  (eq 13)
             w = [(1 - al) * w_i + s_i for w_i, s_i in zip(w, s)]  # M_t = (1 − α_t) M_{t−1} + S_t  (eq 14)
         if not outer_grad:
             w, s = [x.detach() for x in w], [x.detach() for x in s]

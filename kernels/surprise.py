@@ -3,7 +3,8 @@
 Momentary surprise is the recall loss ℓ(M; x_t) = ‖M(k_t) − v_t‖² at the weights the token meets.
 Past surprise is the momentum the token inherits, ‖η_t S_{t−1}‖ (Frobenius norm over all memory
 layers): how much recent surprise is still pushing the memory. Per-token momentum is never formed:
-within a chunk S_i = β_i S₀ − Σ_j K[i, j] u_j with u_j = a_jᵀ g_j an outer product per layer, so
+within a chunk S_i = β_i S₀ − Σ_j K[i, j] u_j with u_j = a_jᵀ g_j an outer product per layer (g_j with
+the layer's step scale ρ in it), so
 
     ‖S_i‖² = β_i² ‖S₀‖² − 2 β_i Σ_j K[i, j] ⟨S₀, u_j⟩ + Σ_{j, j'} K[i, j] K[i, j'] (a_j·a_j′)(g_j·g_j′)
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .chunk import chunk_coefficients, hidden_rows, momentum_scan, surprise_grads
+from .chunk import chunk_coefficients, hidden_rows, momentum_scan, step_scale, surprise_grads
 
 State = tuple[Tensor, ...]
 
@@ -64,6 +65,7 @@ def memory_surprise(
         ins, pre = hidden_rows(w, k[:, :, a:b])
         out = ins[-1] @ w[-1]
         gs, _ = surprise_grads(w, pre, 2 * (out - v[:, :, a:b]))
+        gs = [step_scale(x) * g for x, g in zip(ins, gs)]  # each layer's step scale ρ (normalised LMS)
         momentary.append((out - v[:, :, a:b]).square().sum(-1))  # ℓ(M_{t−1}; x_t)   (eq 12)
         past.append(et * inherited_norms(up(s), up(ins), up(gs), th, et))  # ‖η_t S_{t−1}‖   (eq 13)
         if memorize and b - a == chunk_size:

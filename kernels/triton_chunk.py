@@ -3,7 +3,8 @@
 The math and interface of `chunk.ChunkUpdate`, fused: one program per (sequence, head) walks its chunks
 in order, so a whole sequence is one launch. Depth 1 keeps W and S in registers. Depth 2 keeps them in
 float32 global buffers and streams the hidden dimension in tiles of BH columns: pass A reads the chunk
-(M(q), M(k)), pass B writes it tile by tile (eqs 13–14). The backward walks the chunks in reverse from
+(M(q), M(k)) and each key's hidden energy ‖silu(k W₁)‖² for layer 2's step scale, pass B writes it tile by
+tile (eqs 13–14). The backward walks the chunks in reverse from
 the saved chunk-start states, recomputing activations, carrying dL/dW and dL/dS in float32 buffers.
 q, k, v may be float32 or bfloat16; the state and all arithmetic are float32 (dots exact for float32
 inputs, TF32 tensor cores for bfloat16). One program per (sequence, head) occupies B·H SMs at most: the
@@ -39,6 +40,11 @@ def _dsilu(z):  # SiLU′
 def _dsilu2(z):  # SiLU″
     s = tl.sigmoid(z)
     return s * (1 - s) * (2 + z * (1 - 2 * s))
+
+
+@triton.jit
+def _rho(a):  # each row's step scale 1 / max(1, ‖a_j‖²) (normalised LMS, `chunk.step_scale`)
+    return 1 / tl.maximum(tl.sum(a * a, 1), 1.0)
 
 
 @triton.jit
@@ -79,7 +85,8 @@ def _fwd1(qk, v, c, gt, beta, keep, fbeta, w, s, y, cw, cs, N, C, D,
         Q = _load(qk + pn * 2 * C * D, r, d, C, D, D)
         K = _load(qk + pn * 2 * C * D + C * D, r, d, C, D, D)
         V = _load(v + pn * C * D, r, d, C, D, D)
-        cn, gn = _vec(c + pn * C, r, C)[:, None], _vec(gt + pn * C, r, C)[:, None]
+        rho = _rho(K)[:, None]
+        cn, gn = rho * _vec(c + pn * C, r, C)[:, None], rho * _vec(gt + pn * C, r, C)[:, None]
         b, a, fb = tl.load(beta + pn), tl.load(keep + pn), tl.load(fbeta + pn)
         _store(y + pn * C * D, _mm(Q, W, PREC), r, d, C, D, D)  # M*(q)  (eq 15)
         G = 2 * (_mm(K, W, PREC) - V)  # ∂‖M(k) − v‖² / ∂M(k)  (eq 12)
@@ -106,13 +113,14 @@ def _bwd1(qk, v, c, gt, beta, keep, fbeta, cw, cs, dy, gw, gs, dqk, dv, dc, dgt,
         K = _load(qk + pn * 2 * C * D + C * D, r, d, C, D, D)
         V = _load(v + pn * C * D, r, d, C, D, D)
         dY = _load(dy + pn * C * D, r, d, C, D, D)
-        cn, gn = _vec(c + pn * C, r, C)[:, None], _vec(gt + pn * C, r, C)[:, None]
+        rho = _rho(K)
+        cn, gn = rho[:, None] * _vec(c + pn * C, r, C)[:, None], rho[:, None] * _vec(gt + pn * C, r, C)[:, None]
         b, a, fb = tl.load(beta + pn), tl.load(keep + pn), tl.load(fbeta + pn)
         G = 2 * (_mm(K, W, PREC) - V)
         aS, aW = _mm(K, GS, PREC), _mm(K, GW, PREC)
         dG = -(gn * aS + cn * aW)
-        tl.store(dgt + pn * C + r, -tl.sum(aS * G, 1), mask=r < C)
-        tl.store(dc + pn * C + r, -tl.sum(aW * G, 1), mask=r < C)
+        tl.store(dgt + pn * C + r, -rho * tl.sum(aS * G, 1), mask=r < C)
+        tl.store(dc + pn * C + r, -rho * tl.sum(aW * G, 1), mask=r < C)
         tl.store(dbeta + pn, tl.sum(GS * S))
         tl.store(dkeep + pn, tl.sum(GW * W))
         tl.store(dfbeta + pn, tl.sum(GW * S))
@@ -144,6 +152,7 @@ def _fwd2(qk, v, c, gt, beta, keep, fbeta, w1, w2, s1, s2, y, cw1, cw2, cs1, cs2
         # pass A: M(q) and M(k) at the chunk-start weights, hidden tile by tile
         Oq = tl.zeros((BC, BD), tl.float32)
         Ok = tl.zeros((BC, BD), tl.float32)
+        e2 = tl.zeros((BC,), tl.float32)  # ‖silu(k W₁)‖², for layer 2's step scale
         for j in range(0, HID, BH):
             W1 = _load(w1 + j, d, h, D, HID - j, HID)
             W2 = _load(w2 + j * D, h, d, HID - j, D, D)
@@ -153,9 +162,13 @@ def _fwd2(qk, v, c, gt, beta, keep, fbeta, w1, w2, s1, s2, y, cw1, cw2, cs1, cs2
                 _store(cw2 + pn * HID * D + j * D, W2, h, d, HID - j, D, D)
                 _store(cs2 + pn * HID * D + j * D, _load(s2 + j * D, h, d, HID - j, D, D), h, d, HID - j, D, D)
             Oq += _mm(_silu(_mm(Q, W1, PREC)), W2, PREC)
-            Ok += _mm(_silu(_mm(K, W1, PREC)), W2, PREC)
+            Hk = _silu(_mm(K, W1, PREC))
+            Ok += _mm(Hk, W2, PREC)
+            e2 += tl.sum(Hk * Hk, 1)
         _store(y + pn * C * D, Oq, r, d, C, D, D)  # M*(q)  (eq 15)
         G2 = 2 * (Ok - V)  # ∂‖M(k) − v‖² / ∂M(k)  (eq 12)
+        rho1, rho2 = _rho(K)[:, None], (1 / tl.maximum(e2, 1.0))[:, None]
+        cn1, gn1, cn2, gn2 = rho1 * cn, rho1 * gn, rho2 * cn, rho2 * gn
         tl.debug_barrier()
         # pass B: per hidden tile, the layer gradients and the write (eqs 13–14)
         KT = tl.trans(K)
@@ -167,10 +180,10 @@ def _fwd2(qk, v, c, gt, beta, keep, fbeta, w1, w2, s1, s2, y, cw1, cw2, cs1, cs2
             Zk = _mm(K, W1, PREC)
             HT = tl.trans(_silu(Zk))
             G1 = _mm(G2, tl.trans(W2), PREC) * _dsilu(Zk)
-            _store(s1 + j, b * S1 - _mm(KT, G1 * gn, PREC), d, h, D, HID - j, HID)
-            _store(w1 + j, a * W1 + fb * S1 - _mm(KT, G1 * cn, PREC), d, h, D, HID - j, HID)
-            _store(s2 + j * D, b * S2 - _mm(HT, G2 * gn, PREC), h, d, HID - j, D, D)
-            _store(w2 + j * D, a * W2 + fb * S2 - _mm(HT, G2 * cn, PREC), h, d, HID - j, D, D)
+            _store(s1 + j, b * S1 - _mm(KT, G1 * gn1, PREC), d, h, D, HID - j, HID)
+            _store(w1 + j, a * W1 + fb * S1 - _mm(KT, G1 * cn1, PREC), d, h, D, HID - j, HID)
+            _store(s2 + j * D, b * S2 - _mm(HT, G2 * gn2, PREC), h, d, HID - j, D, D)
+            _store(w2 + j * D, a * W2 + fb * S2 - _mm(HT, G2 * cn2, PREC), h, d, HID - j, D, D)
         tl.debug_barrier()
 
 
@@ -193,10 +206,14 @@ def _bwd2(qk, v, c, gt, beta, keep, fbeta, cw1, cw2, cs1, cs2, dy, gw1, gw2, gs1
         b, a, fb = tl.load(beta + pn), tl.load(keep + pn), tl.load(fbeta + pn)
         # pass A: recompute M(k), hence g₂
         Ok = tl.zeros((BC, BD), tl.float32)
+        e2 = tl.zeros((BC,), tl.float32)
         for j in range(0, HID, BH):
-            W1 = _load(w1 + j, d, h, D, HID - j, HID)
-            Ok += _mm(_silu(_mm(K, W1, PREC)), _load(w2 + j * D, h, d, HID - j, D, D), PREC)
+            Hk = _silu(_mm(K, _load(w1 + j, d, h, D, HID - j, HID), PREC))
+            Ok += _mm(Hk, _load(w2 + j * D, h, d, HID - j, D, D), PREC)
+            e2 += tl.sum(Hk * Hk, 1)
         G2 = 2 * (Ok - V)
+        rho1, rho2 = _rho(K), 1 / tl.maximum(e2, 1.0)  # the layers' step scales, constants here
+        cn1, gn1, cn2, gn2 = rho1[:, None] * cn, rho1[:, None] * gn, rho2[:, None] * cn, rho2[:, None] * gn
         # pass B: everything that sums over the hidden dimension: dL/dg₂, dL/dk via layer 1's write, gates
         dG2 = tl.zeros((BC, BD), tl.float32)
         dK = tl.zeros((BC, BD), tl.float32)
@@ -218,14 +235,14 @@ def _bwd2(qk, v, c, gt, beta, keep, fbeta, cw1, cw2, cs1, cs2, dy, gw1, gw2, gs1
             Hk = _silu(Zk)
             G1 = _mm(G2, tl.trans(W2), PREC) * _dsilu(Zk)
             aS, aW = _mm(K, GS1, PREC), _mm(K, GW1, PREC)
-            dG1 = -(gn * aS + cn * aW)
-            dgn -= tl.sum(aS * G1, 1)
-            dcn -= tl.sum(aW * G1, 1)
-            dK -= gn * _mm(G1, tl.trans(GS1), PREC) + cn * _mm(G1, tl.trans(GW1), PREC)
+            dG1 = -(gn1 * aS + cn1 * aW)
+            dgn -= rho1 * tl.sum(aS * G1, 1)
+            dcn -= rho1 * tl.sum(aW * G1, 1)
+            dK -= gn1 * _mm(G1, tl.trans(GS1), PREC) + cn1 * _mm(G1, tl.trans(GW1), PREC)
             hS, hW = _mm(Hk, GS2, PREC), _mm(Hk, GW2, PREC)
-            dG2 -= gn * hS + cn * hW
-            dgn -= tl.sum(hS * G2, 1)
-            dcn -= tl.sum(hW * G2, 1)
+            dG2 -= gn2 * hS + cn2 * hW
+            dgn -= rho2 * tl.sum(hS * G2, 1)
+            dcn -= rho2 * tl.sum(hW * G2, 1)
             dG2 += _mm(dG1 * _dsilu(Zk), W2, PREC)  # g₁ = (g₂ W₂ᵀ) σ′(z)
             db += tl.sum(GS1 * S1, 1) + tl.sum(GS2 * S2, 0)
             da += tl.sum(GW1 * W1, 1) + tl.sum(GW2 * W2, 0)
@@ -249,9 +266,9 @@ def _bwd2(qk, v, c, gt, beta, keep, fbeta, cw1, cw2, cs1, cs2, dy, gw1, gw2, gs1
             GS2 = _load(gs2 + j * D, h, d, HID - j, D, D)
             Zq, Zk = _mm(Q, W1, PREC), _mm(K, W1, PREC)
             P = _mm(G2, tl.trans(W2), PREC)
-            dG1 = -(gn * _mm(K, GS1, PREC) + cn * _mm(K, GW1, PREC))
+            dG1 = -(gn1 * _mm(K, GS1, PREC) + cn1 * _mm(K, GW1, PREC))
             dP = dG1 * _dsilu(Zk)
-            dHk = _mm(dO, tl.trans(W2), PREC) - (gn * _mm(G2, tl.trans(GS2), PREC) + cn * _mm(G2, tl.trans(GW2), PREC))
+            dHk = _mm(dO, tl.trans(W2), PREC) - (gn2 * _mm(G2, tl.trans(GS2), PREC) + cn2 * _mm(G2, tl.trans(GW2), PREC))
             dZq = _mm(dY, tl.trans(W2), PREC) * _dsilu(Zq)
             dZk = dHk * _dsilu(Zk) + dG1 * P * _dsilu2(Zk)
             dQ += _mm(dZq, tl.trans(W1), PREC)

@@ -51,7 +51,7 @@ def test_pf_model_trains_one_epoch_and_predicts_quantiles():
         assert torch.equal(model(x)["prediction"], model(peeked)["prediction"])
     untrained = _loss(model, fixed)
 
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", limit_train_batches=10, logger=False,
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", limit_train_batches=20, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, train)
     trained = _loss(model, fixed)

@@ -18,15 +18,16 @@ from titans_ts.kernels import triton_chunk  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def make_inputs(B=2, H=2, T=37, D=8, depth=2, hidden=16, dtype=torch.float32, seed=0):
-    """Small, well-conditioned inputs (weights ~ 1/√fan-in), rounded to `dtype`, held in float32."""
+def make_inputs(B=2, H=2, T=37, D=8, depth=2, hidden=16, dtype=torch.float32, seed=0, loud=False):
+    """Small, well-conditioned inputs (weights ~ 1/√fan-in), rounded to `dtype`, held in float32; `loud`
+    scales keys and weights up so that every layer's step scale ρ is below 1."""
     g = torch.Generator().manual_seed(seed)
     rand = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    q, k = (F.normalize(rand(B, H, T, D), dim=-1) for _ in range(2))
+    q, k = (F.normalize(rand(B, H, T, D), dim=-1) * (1.5 if loud else 1) for _ in range(2))
     gates = [0.3 * torch.rand(B, H, T, generator=g), torch.rand(B, H, T, generator=g),
              0.2 * torch.rand(B, H, T, generator=g)]
     dims = [D] + [hidden] * (depth - 1) + [D]
-    w = [rand(B, H, a, b) / a ** 0.5 for a, b in zip(dims, dims[1:])]
+    w = [rand(B, H, a, b) * (3 if loud else 1) / a ** 0.5 for a, b in zip(dims, dims[1:])]
     s = [0.1 * rand(*x.shape) for x in w]
     return [t.to(dtype).float().to(DEVICE) for t in (q, k, rand(B, H, T, D), *gates, *w, *s)]
 
@@ -61,6 +62,14 @@ def test_triton_equals_chunk(depth, dtype, rel):
     got = run(triton_chunk.memory_triton, tensors, 8, dtype)
     assert got[0].shape == (2, 2, 37, 8)
     assert_match(got, want, rel)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_triton_step_scales_equal_chunk(depth):
+    """Keys and hidden activations with ‖a‖² > 1: every layer's normalised step (ρ < 1) as in the chunk path."""
+    tensors = make_inputs(depth=depth, T=21, loud=True)
+    assert_match(run(triton_chunk.memory_triton, tensors, 5, torch.float32),
+                 run(memory_chunk, tensors, 5, torch.float32), 1e-4)
 
 
 def test_triton_hidden_tiles(monkeypatch):

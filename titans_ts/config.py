@@ -18,7 +18,8 @@ class TitansConfig:
     chunk_size: tokens per memory update (gradients of a chunk are taken at its starting weights).
     memory_depth / memory_expansion: layers of the memory MLP and its hidden width per head dim.
     persistent_tokens: learnable task tokens every attention query sees (paper §3.3).
-    memory_lr: bound on one chunk's step: θ_t ≤ memory_lr (1 − η_t) / chunk_size, which keeps the update stable.
+    memory_lr: bound on one chunk's step: θ_t ≤ memory_lr (1 − η_t) / chunk_size, which (with each layer's
+        step normalised by its input's energy) keeps the update stable.
     """
 
     d_model: int = 64

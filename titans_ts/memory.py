@@ -2,7 +2,8 @@
 
 Every token is projected to a key, value and query, `k, v, q = SiLU(DWConv(x W))` with q, k
 ℓ2-normalised (§3.1); the memory is pulled towards `M(k_t) = v_t` by gradient descent with momentum
-(surprise, eq 13) and forgetting (eq 14), with per-token gates θ_t, η_t, α_t. Reading is a forward
+(surprise, eq 13) and forgetting (eq 14), with per-token gates θ_t, η_t, α_t, each layer's step normalised
+by the energy of its input (`kernels.chunk.step_scale`). Reading is a forward
 pass without update, `y_t = M*(q_t)` (eq 15). The update math lives in `titans_ts.kernels`.
 """
 from __future__ import annotations
@@ -86,7 +87,9 @@ class NeuralMemory(nn.Module):
         g = self.to_gates(x).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
         eta, alpha = torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 2])  # momentum η_t, forgetting α_t (eqs 13, 14)
         # learning rate θ_t (eq 13), scaled so that a chunk moves the memory by at most `max_lr` times its
-        # mean gradient, however large η_t: the update stays stable even when the keys are all alike
+        # mean gradient, however large η_t; the kernels scale each layer's gradient by 1 / max(1, ‖input‖²)
+        # (normalised LMS), so the update stays stable even when the keys are all alike or the hidden
+        # activations grow
         theta = self.max_lr / self.chunk_size * (1 - eta) * torch.sigmoid(g[:, 0])
         return theta, eta, alpha
 
