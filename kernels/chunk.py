@@ -66,7 +66,7 @@ def step_scale(a: Tensor) -> Tensor:
     keys give ρ_j = 1). Without it a deeper memory whose weights grow overshoots and diverges. ρ is a step
     size, not part of the loss: the outer gradients treat it as a constant.
     """
-    return a.detach().square().sum(-1, keepdim=True).clamp_min_(1).reciprocal_()
+    return torch.linalg.vecdot(a.detach(), a.detach()).unsqueeze_(-1).clamp_min_(1).reciprocal_()
 
 
 def hidden_rows(weights: State, rows: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -140,18 +140,18 @@ def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State,
     rmix, smix, fbeta = _coefficients(coef, n_seq, qk.dtype)
     slot = (lambda n: n) if save else (lambda n: n % 2)  # noqa: E731
     bufs = _pairs(s, w, N + 1 if save else 2)
-    hidden = []  # with `save`: per chunk the hidden pre-activations and p_l, so the backward needs no matmul to redo them
+    hidden = []  # with `save`: per chunk the hidden pre-activations, p_l and each layer's ρ, for the backward
     for n in range(N):
         cur, nxt = [b[slot(n)] for b in bufs], [b[slot(n + 1)] for b in bufs]
         ws = [x[..., 1, :] for x in cur]
         ins, pre = hidden_rows(ws, qk[n])
         out[n].baddbmm_(ins[-1], ws[-1])  # read the queries (eq 15), M(k) − v for the keys
         gs, ps = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
+        rho = [step_scale(a[:, C:]) for a in ins]
         for l in range(len(ws)):
-            a = ins[l][:, C:]
-            _write(cur[l], nxt[l], a, gs[l], rmix[n] * step_scale(a).unsqueeze(-1), smix[n], fbeta[n])
+            _write(cur[l], nxt[l], ins[l][:, C:], gs[l], rmix[n] * rho[l].unsqueeze(-1), smix[n], fbeta[n])
         if save:
-            hidden += [*pre, *ps]
+            hidden += [*pre, *ps, *rho]
     last = [b[slot(N)].unflatten(0, (B, H)) for b in bufs]
     y = out[:, :, :C].unflatten(1, (B, H)).movedim(0, 2)
     saved = [qk, out, rmix, smix, fbeta, *bufs, *hidden] if save else []
@@ -194,14 +194,14 @@ class ChunkUpdate(torch.autograd.Function):
         for n in reversed(range(N)):
             cur = [b[n] for b in bufs]
             ws = [x[..., 1, :] for x in cur]
-            pre, ps = (list(hidden[(2 * n + i) * (L - 1): (2 * n + i + 1) * (L - 1)]) for i in (0, 1))
+            at = n * (3 * L - 2)  # this chunk's L − 1 pre-activations, L − 1 p_l and L step scales
+            pre, ps, rhos = hidden[at: at + L - 1], hidden[at + L - 1: at + 2 * L - 2], hidden[at + 2 * L - 2: at + 3 * L - 2]
             ins = [qk[n], *map(F.silu, pre)]  # the chunk's hidden activations, from the saved pre-activations
             gs = [*(silu_backward(p, z[:, C:]) for p, z in zip(ps, pre)), out[n, :, C:]]
             # the write [S', W'] = [β S, A W + fβ S] + aᵀ rhs, rhs = −2 [γθ g, c g], for every layer
             dgs, rhs = [], []
             for l in range(L):
-                d2, a = d[l].flatten(-2), ins[l][:, C:]
-                rho = step_scale(a)
+                d2, a, rho = d[l].flatten(-2), ins[l][:, C:], rhos[l]
                 rm = rmix[n] * rho.unsqueeze(-1)  # this layer's per-token write weights, −2 ρ [γθ, c]
                 rhs.append((gs[l].unsqueeze(-2) * rm).flatten(-2))
                 da_rhs = (a @ d2).unflatten(-1, (2, -1))  # dL/d rhs
