@@ -194,8 +194,8 @@ class ChunkUpdate(torch.autograd.Function):
         for n in reversed(range(N)):
             cur = [b[n] for b in bufs]
             ws = [x[..., 1, :] for x in cur]
-            at = n * (3 * L - 2)  # this chunk's L − 1 pre-activations, L − 1 p_l and L step scales
-            pre, ps, rhos = hidden[at: at + L - 1], hidden[at + L - 1: at + 2 * L - 2], hidden[at + 2 * L - 2: at + 3 * L - 2]
+            kept = hidden[n * (3 * L - 2): (n + 1) * (3 * L - 2)]  # L − 1 pre-activations, L − 1 p_l, L step scales
+            pre, ps, rhos = kept[: L - 1], kept[L - 1: 2 * L - 2], kept[2 * L - 2:]
             ins = [qk[n], *map(F.silu, pre)]  # the chunk's hidden activations, from the saved pre-activations
             gs = [*(silu_backward(p, z[:, C:]) for p, z in zip(ps, pre)), out[n, :, C:]]
             # the write [S', W'] = [β S, A W + fβ S] + aᵀ rhs, rhs = −2 [γθ g, c g], for every layer
