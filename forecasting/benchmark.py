@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from titans_ts.datasets import anomaly_stream, ett_splits, recurring_motifs
 from titans_ts.datasets.synthetic import ANOMALY_KINDS
 from titans_ts.forecasting.anomaly import TitansAnomalyDetector
-from titans_ts.forecasting.forecaster import TitansForecaster
+from titans_ts.forecasting.forecaster import LINEAR, TitansForecaster
 from titans_ts.forecasting.scaling import Scaler
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recall", action="store_true", help="add the recall memory (test-time regression of what followed)")
     p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
     p.add_argument("--period", type=int, help="take this cycle off the series (24: daily, for hourly data)")
-    p.add_argument("--linear", choices=["trained", "ridge"], default="trained",
+    p.add_argument("--linear", choices=LINEAR, default="trained",
                    help="the forecaster's linear branch: trained on from the ridge fit, or kept at it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")

@@ -66,7 +66,8 @@ def step_scale(a: Tensor) -> Tensor:
     keys give ρ_j = 1). Without it a deeper memory whose weights grow overshoots and diverges. ρ is a step
     size, not part of the loss: the outer gradients treat it as a constant.
     """
-    return torch.linalg.vecdot(a.detach(), a.detach()).unsqueeze_(-1).clamp_min_(1).reciprocal_()
+    a = a.detach()
+    return torch.linalg.vecdot(a, a).unsqueeze_(-1).clamp_min_(1).reciprocal_()
 
 
 def hidden_rows(weights: State, rows: Tensor) -> tuple[list[Tensor], list[Tensor]]:
