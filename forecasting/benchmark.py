@@ -86,8 +86,11 @@ def ett_standard(path: str, horizon: int, lookback: int, params: dict) -> list[d
     f.fit(s.train, val=s.val[lookback:])  # the fitted series' row 0 is the first training row
     seconds = time.perf_counter() - t0
     first = s.borders.test[0] - s.borders.train[0] + np.arange(len(xt))  # each test window's first row
+    first_val = s.borders.val[0] - s.borders.train[0] + np.arange(len(xv))
     rows.append(dict(model=f"titans-{f.variant}", protocol="windowed", horizon=horizon, train_seconds=seconds,
-                     **dict(zip(("mse", "mae"), scores(f.forecast_windows(xt, first), yt)))))
+                     **dict(zip(("mse", "mae"), scores(f.forecast_windows(xt, first), yt))),
+                     # the same forecasts on the validation windows: what a choice between configurations may use
+                     **dict(zip(("val_mse", "val_mae"), scores(f.forecast_windows(xv, first_val), yv)))))
     for memorize in (True, False):  # the memory has streamed everything before each origin (frozen: since fit)
         bt = f.backtest(s.test[lookback:], start=0, stride=1, memorize=memorize)
         pred = np.array(bt["forecast"].to_list()).reshape(-1, len(s.columns), horizon).transpose(0, 2, 1)
@@ -346,6 +349,8 @@ def print_table(rows: list[dict]) -> None:
     print(f"{'model':28} {'protocol':13} {'horizon':>7} {'mse':>8} {'mae':>8} {'train s':>8}")
     for r in rows:
         extra = f"  update {r['update_ms_median']:.2f} ms median" if "update_ms_median" in r else ""
+        if "val_mse" in r:
+            extra = f"  validation {r['val_mse']:.4f} / {r['val_mae']:.4f}"
         if "steps_per_s" in r:
             extra = (f"  {r['steps']:,} steps x {r['channels']} channels, {r['steps_per_s']:,.0f} steps/s, "
                      f"RSS after warm-up {r['rss_mib_min']:.0f}-{r['rss_mib_max']:.0f} MiB, finite {r['finite']}")

@@ -21,6 +21,8 @@ def test_benchmark_json_shape(tmp_path):
                     ("titans-mal-frozen-memory", "streaming")}
     for r in report["results"]:
         assert r["horizon"] == 24 and 0 < r["mse"] < 2 and 0 < r["mae"] < 2 and r["train_seconds"] >= 0
+    titans, = (r for r in report["results"] if r["model"] == "titans-mal" and r["protocol"] == "windowed")
+    assert titans["val_mse"] > 0 and titans["val_mae"] > 0  # the validation windows, scored alike
 
 
 def test_missing_data_file_exits_2(tmp_path, capsys):
