@@ -33,8 +33,9 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     """Classify DNA sequences (any length, any number of classes, string or integer labels).
 
     Sequences are case-insensitive; N and the IUPAC codes count as a uniform mix of the bases they allow
-    (see `titans_ts.genomics.tokenize`). Bases are embedded (`tokenizer="nucleotide"`: one base per
-    position; `"kmer"`: the overlapping k-mer ending at each position), `stride` consecutive embeddings
+    (see `titans_ts.genomics.tokenize`). Each position is embedded from the `k` bases ending at it
+    (`tokenizer="kmer"`: as one of 4^k k-mers; `"nucleotide"`: linearly, a causal convolution of width k
+    over the bases, whose 4·k weights per feature over-fit less than a k-mer table), `stride` consecutive embeddings
     are joined into one token, a `TitansEncoder` of the chosen `variant` reads the tokens and a linear
     head classifies their mean (`pooling="mean"`) or their mean and maximum (`"meanmax"`), plus a
     positional readout of the first `positions` tokens' outputs (0: none; it helps where sequences are

@@ -1,5 +1,9 @@
 """`DNANet`: bases -> token embeddings -> patches -> `TitansEncoder` -> masked pooling -> linear head.
 
+Each position is embedded from the k bases ending at it: as one of the 4^k k-mers (`"kmer"`, a lookup
+table) or linearly (`"nucleotide"`, a causal convolution over the bases' probabilities: one position
+weight matrix per feature, the first layer of a DNA CNN, with 4·k weights per feature instead of 4^k).
+
 Beside the pooled (position-blind) head, an optional positional readout reads the outputs of the first
 `positions` tokens one weight per position: sequences aligned on a landmark (promoters around their
 transcription start) carry much of their signal in where a motif sits, which pooling throws away. With
@@ -32,7 +36,7 @@ POOLINGS = ("mean", "meanmax")
 
 
 class Stream(NamedTuple):
-    """Where a stream stopped: the encoder state and the last k − 1 base codes (k-mer context)."""
+    """Where a stream stopped: the encoder state and the last k − 1 base codes (the next embedding's context)."""
 
     encoder: MemoryState | None
     tail: Tensor
@@ -51,13 +55,13 @@ class DNANet(nn.Module):
         if bag and tokenizer != "kmer":
             raise ValueError("bag needs tokenizer='kmer'")
         self.tokenizer, self.k, self.stride, self.pooling, self.positions = tokenizer, k, stride, pooling, positions
-        self.context = k - 1 if tokenizer == "kmer" else 0
+        self.context = k - 1
         d = config.d_model
         if tokenizer == "kmer":
             self.embed = nn.Embedding(4 ** k + 1, d)
-        else:
+        else:  # each base with the k − 1 before it, linearly: a causal convolution of k position weight rows
             self.register_buffer("probs", base_probabilities(), persistent=False)
-            self.embed = nn.Linear(4, d)  # an ambiguity code embeds as the mean of its bases
+            self.embed = nn.Conv1d(4, d, k)  # an ambiguity code embeds as the mean of its bases
         self.patch = nn.Linear(stride * d, d) if stride > 1 else nn.Identity()
         self.encoder = TitansEncoder(config)
         self.head = nn.Linear(2 * d if pooling == "meanmax" else d, n_classes)
@@ -73,14 +77,15 @@ class DNANet(nn.Module):
         return Stream(None, torch.full((batch, self.context), PAD, dtype=torch.long, device=device))
 
     def _inputs(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Encoder inputs (B, n / stride, d) for the next piece of codes (B, n), the k-mer tail after it and
-        the k-mer ids (B, n) (None for nucleotides)."""
+        """Encoder inputs (B, n / stride, d) for the next piece of codes (B, n), the last k − 1 codes after it
+        and the k-mer ids (B, n) (None for nucleotides)."""
+        full = torch.cat([stream.tail, codes], dim=1)
+        tail = full[:, full.shape[1] - self.context:]
         if self.tokenizer == "kmer":
-            full = torch.cat([stream.tail, codes], dim=1)
             ids = kmer_ids(full, self.k)
-            x, tail = self.embed(ids), full[:, full.shape[1] - self.context:]
-        else:
-            x, tail, ids = self.embed(self.probs[codes]), stream.tail, None
+            x = self.embed(ids)
+        else:  # padding before the start has zero probabilities: it adds nothing
+            x, ids = self.embed(self.probs[full].transpose(1, 2)).transpose(1, 2), None
         return self.patch(x.reshape(x.shape[0], x.shape[1] // self.stride, -1)), tail, ids
 
     def tokens(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Stream]:

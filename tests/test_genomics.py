@@ -292,3 +292,26 @@ def test_bag_adds_the_mean_of_its_kmer_logits():
         torch.testing.assert_close(net(codes, lengths, piece=4), torch.stack(expected))
     with pytest.raises(ValueError, match="bag needs tokenizer='kmer'"):
         DNANet(2, TitansConfig(d_model=8, n_layers=1, heads=2), "nucleotide", bag=True)
+
+
+def test_nucleotide_tokens_read_each_base_with_the_k_minus_1_before_it():
+    from titans_ts import TitansConfig
+    from titans_ts.genomics.model import DNANet
+    from titans_ts.genomics.tokenize import base_probabilities
+    torch.manual_seed(0)
+    net = DNANet(2, TitansConfig(d_model=8, n_layers=1, heads=2, window=4, chunk_size=4), "nucleotide", 4, 1).eval()
+    codes, lengths = pad_batch([encode("ACGTNACGGTRA")])
+    probs = torch.cat([torch.zeros(3, 4), base_probabilities()[codes[0]]])  # nothing before the start
+    w, b = net.embed.weight, net.embed.bias  # (d, 4, k): one position weight row per base of the k
+    expected = torch.stack([b + torch.einsum("dck,kc->d", w, probs[i: i + 4]) for i in range(len(codes[0]))])
+    with torch.no_grad():
+        x, tail, _ = net._inputs(codes, net.start(1))
+        torch.testing.assert_close(x[0], expected)
+        assert tail.tolist() == [codes[0, -3:].tolist()]
+        # an ambiguity code is the mean of the bases it allows, at its place in every window that holds it
+        as_bases = [net._inputs(pad_batch([encode(f"ACGT{n}ACGGTRA")])[0], net.start(1))[0]
+                    for n in "ACGT"]
+        torch.testing.assert_close(x, torch.stack(as_bases).mean(0))
+        # a stream cut anywhere gives the same outputs: the next piece starts from the k − 1 bases kept
+        whole = net(codes, lengths, piece=12)
+        torch.testing.assert_close(net(codes, lengths, piece=5), whole, atol=1e-6, rtol=1e-6)
