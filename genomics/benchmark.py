@@ -28,6 +28,7 @@ import torch
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from sklearn.pipeline import FeatureUnion, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
@@ -55,6 +56,8 @@ class Row:
     train_s: float
     infer_seq_s: float
     independent_recall: float | None = None
+    val_accuracy: float | None = None  # on the validation part: what a choice between configurations may use
+    val_log_loss: float | None = None
 
 
 @dataclass
@@ -145,18 +148,21 @@ def evaluate(dataset: str, model: str, split: Split, trainer: Callable) -> Row:
     recall = None
     if split.independent is not None:  # every independent sequence is a promoter (class 1)
         recall = float((classes[predict(split.independent).argmax(1)] == 1).mean())
+    val = predict([split.seqs[i] for i in split.val])
     return Row(dataset, model, len(split.train), len(split.test), m["accuracy"], m["mcc"], m["auroc"], train_s,
-               speed, recall)
+               speed, recall, float((classes[val.argmax(1)] == split.labels[split.val]).mean()),
+               float(log_loss(split.labels[split.val], val, labels=classes)))
 
 
 def table(rows: Sequence[Row]) -> str:
     head = f"{'dataset':<13} {'model':<18} {'train':>6} {'test':>5} {'acc':>6} {'mcc':>6} {'auroc':>6} " \
-           f"{'train_s':>8} {'seq/s':>7} {'indep':>6}"
+           f"{'train_s':>8} {'seq/s':>7} {'indep':>6} {'val':>6} {'val_ll':>6}"
     lines = [head, "-" * len(head)]
     for r in rows:
         fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"  # noqa: E731
         lines.append(f"{r.dataset:<13} {r.model:<18} {r.n_train:>6} {r.n_test:>5} {fmt(r.accuracy)} {fmt(r.mcc)} "
-                     f"{fmt(r.auroc)} {r.train_s:8.1f} {r.infer_seq_s:7.0f} {fmt(r.independent_recall)}")
+                     f"{fmt(r.auroc)} {r.train_s:8.1f} {r.infer_seq_s:7.0f} {fmt(r.independent_recall)} "
+                     f"{fmt(r.val_accuracy)} {fmt(r.val_log_loss)}")
     return "\n".join(lines)
 
 

@@ -20,6 +20,8 @@ def test_quick_benchmark_writes_table_and_json(tmp_path, capsys):
     assert set(rows) == {(d, m) for d in ("nontata", "ecoli")
                          for m in ("titans-mag", "6-mer logreg", "6-mer+pos logreg")}
     assert all(0 <= r["accuracy"] <= 1 and r["infer_seq_s"] > 0 for r in rows.values())
+    # every model is also scored on the validation part, where configurations may be compared
+    assert all(0 <= r["val_accuracy"] <= 1 and 0 < r["val_log_loss"] < 10 for r in rows.values())
     assert rows[("ecoli", "titans-mag")]["independent_recall"] is not None
     assert "split" in report["meta"] and "date" in report["meta"]
     assert report["meta"]["titans_params"]["random_state"] == 3
