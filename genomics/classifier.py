@@ -33,9 +33,10 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     """Classify DNA sequences (any length, any number of classes, string or integer labels).
 
     Sequences are case-insensitive; N and the IUPAC codes count as a uniform mix of the bases they allow
-    (see `titans_ts.genomics.tokenize`). Each position is embedded from the `k` bases ending at it
-    (`tokenizer="kmer"`: as one of 4^k k-mers; `"nucleotide"`: linearly, a causal convolution of width k
-    over the bases, whose 4·k weights per feature over-fit less than a k-mer table), `stride` consecutive embeddings
+    (see `titans_ts.genomics.tokenize`). Each position is embedded from the `k` bases ending at it:
+    linearly (a causal convolution of width k over the bases: one position weight matrix per feature)
+    plus, with `tokenizer="kmer"`, the entry of the k-mer in a table of 4^k (`"nucleotide"`: the linear
+    part alone), `stride` consecutive embeddings
     are joined into one token, a `TitansEncoder` of the chosen `variant` reads the tokens and a linear
     head classifies their mean (`pooling="mean"`) or their mean and maximum (`"meanmax"`), plus a
     positional readout of the first `positions` tokens' outputs (0: none; it helps where sequences are

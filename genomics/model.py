@@ -1,8 +1,9 @@
 """`DNANet`: bases -> token embeddings -> patches -> `TitansEncoder` -> masked pooling -> linear head.
 
-Each position is embedded from the k bases ending at it: as one of the 4^k k-mers (`"kmer"`, a lookup
-table) or linearly (`"nucleotide"`, a causal convolution over the bases' probabilities: one position
-weight matrix per feature, the first layer of a DNA CNN, with 4·k weights per feature instead of 4^k).
+Each position is embedded from the k bases ending at it: linearly, by a causal convolution over the bases'
+probabilities (one position weight matrix per feature, the first layer of a DNA CNN: 4·k weights per
+feature), and with `"kmer"` tokens also by the k-mer's own entry in a table (4^k of them), which holds
+what the bases do together beyond their sum; `"nucleotide"` tokens have the linear part only.
 
 Beside the pooled (position-blind) head, an optional positional readout reads the outputs of the first
 `positions` tokens one weight per position: sequences aligned on a landmark (promoters around their
@@ -57,11 +58,8 @@ class DNANet(nn.Module):
         self.tokenizer, self.k, self.stride, self.pooling, self.positions = tokenizer, k, stride, pooling, positions
         self.context = k - 1
         d = config.d_model
-        if tokenizer == "kmer":
-            self.embed = nn.Embedding(4 ** k + 1, d)
-        else:  # each base with the k − 1 before it, linearly: a causal convolution of k position weight rows
-            self.register_buffer("probs", base_probabilities(), persistent=False)
-            self.embed = nn.Conv1d(4, d, k)  # an ambiguity code embeds as the mean of its bases
+        self.register_buffer("probs", base_probabilities(), persistent=False)
+        self.embed = nn.Embedding(4 ** k + 1, d) if tokenizer == "kmer" else None  # a k-mer's own entry
         self.patch = nn.Linear(stride * d, d) if stride > 1 else nn.Identity()
         self.encoder = TitansEncoder(config)
         self.head = nn.Linear(2 * d if pooling == "meanmax" else d, n_classes)
@@ -72,6 +70,14 @@ class DNANet(nn.Module):
         if bag:  # logits per k-mer; the unknown k-mer (ambiguity codes, padding) adds nothing
             self.bag = nn.Embedding(4 ** k + 1, n_classes, padding_idx=4 ** k)
             nn.init.zeros_(self.bag.weight)
+        # a position's embedding is linear in the k bases ending at it (a causal convolution, one position
+        # weight matrix per feature; an ambiguity code embeds as the mean of its bases), plus with k-mers the
+        # k-mer's entry in `embed`: what its bases do together beyond their sum. Beside a table the linear part
+        # starts at zero (made last, so the other weights start as they would without it)
+        self.bases = nn.Conv1d(4, d, k)
+        if self.embed is not None:
+            nn.init.zeros_(self.bases.weight)
+            nn.init.zeros_(self.bases.bias)
 
     def start(self, batch: int, device: torch.device | str = "cpu") -> Stream:
         return Stream(None, torch.full((batch, self.context), PAD, dtype=torch.long, device=device))
@@ -80,12 +86,12 @@ class DNANet(nn.Module):
         """Encoder inputs (B, n / stride, d) for the next piece of codes (B, n), the last k − 1 codes after it
         and the k-mer ids (B, n) (None for nucleotides)."""
         full = torch.cat([stream.tail, codes], dim=1)
-        tail = full[:, full.shape[1] - self.context:]
-        if self.tokenizer == "kmer":
+        x = self.bases(self.probs[full].transpose(1, 2)).transpose(1, 2)  # padding has zero probabilities
+        ids = None
+        if self.embed is not None:
             ids = kmer_ids(full, self.k)
-            x = self.embed(ids)
-        else:  # padding before the start has zero probabilities: it adds nothing
-            x, ids = self.embed(self.probs[full].transpose(1, 2)).transpose(1, 2), None
+            x = x + self.embed(ids)
+        tail = full[:, full.shape[1] - self.context:]
         return self.patch(x.reshape(x.shape[0], x.shape[1] // self.stride, -1)), tail, ids
 
     def tokens(self, codes: Tensor, stream: Stream) -> tuple[Tensor, Stream]:

@@ -294,24 +294,31 @@ def test_bag_adds_the_mean_of_its_kmer_logits():
         DNANet(2, TitansConfig(d_model=8, n_layers=1, heads=2), "nucleotide", bag=True)
 
 
-def test_nucleotide_tokens_read_each_base_with_the_k_minus_1_before_it():
+@pytest.mark.parametrize("tokenizer", ["nucleotide", "kmer"])
+def test_tokens_read_each_base_with_the_k_minus_1_before_it(tokenizer):
     from titans_ts import TitansConfig
     from titans_ts.genomics.model import DNANet
     from titans_ts.genomics.tokenize import base_probabilities
     torch.manual_seed(0)
-    net = DNANet(2, TitansConfig(d_model=8, n_layers=1, heads=2, window=4, chunk_size=4), "nucleotide", 4, 1).eval()
+    net = DNANet(2, TitansConfig(d_model=8, n_layers=1, heads=2, window=4, chunk_size=4), tokenizer, 4, 1).eval()
+    if tokenizer == "kmer":  # beside the k-mer table the linear part starts at zero; give it weights to check
+        assert not net.bases.weight.any() and not net.bases.bias.any()
+        with torch.no_grad():
+            net.bases.weight.normal_()
+            net.bases.bias.normal_()
     codes, lengths = pad_batch([encode("ACGTNACGGTRA")])
     probs = torch.cat([torch.zeros(3, 4), base_probabilities()[codes[0]]])  # nothing before the start
-    w, b = net.embed.weight, net.embed.bias  # (d, 4, k): one position weight row per base of the k
+    w, b = net.bases.weight, net.bases.bias  # (d, 4, k): one position weight row per base of the k
     expected = torch.stack([b + torch.einsum("dck,kc->d", w, probs[i: i + 4]) for i in range(len(codes[0]))])
+    if tokenizer == "kmer":  # plus the k-mer's own entry (the unknown k-mer's where one holds N or R)
+        expected += net.embed.weight[kmer_ids(torch.cat([torch.full((1, 3), PAD), codes], 1), 4)[0]]
     with torch.no_grad():
         x, tail, _ = net._inputs(codes, net.start(1))
         torch.testing.assert_close(x[0], expected)
         assert tail.tolist() == [codes[0, -3:].tolist()]
-        # an ambiguity code is the mean of the bases it allows, at its place in every window that holds it
-        as_bases = [net._inputs(pad_batch([encode(f"ACGT{n}ACGGTRA")])[0], net.start(1))[0]
-                    for n in "ACGT"]
-        torch.testing.assert_close(x, torch.stack(as_bases).mean(0))
+        if tokenizer == "nucleotide":  # an ambiguity code is the mean of the bases it allows, in every window
+            as_bases = [net._inputs(pad_batch([encode(f"ACGT{n}ACGGTRA")])[0], net.start(1))[0] for n in "ACGT"]
+            torch.testing.assert_close(x, torch.stack(as_bases).mean(0))
         # a stream cut anywhere gives the same outputs: the next piece starts from the k − 1 bases kept
         whole = net(codes, lengths, piece=12)
         torch.testing.assert_close(net(codes, lengths, piece=5), whole, atol=1e-6, rtol=1e-6)
