@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--variant", default="mag", choices=("mal", "mag", "mac", "lmm"),
                        help="Titans variant (default mag)")
     train.add_argument("--tokenizer", default="kmer", choices=("kmer", "nucleotide"),
-                       help="base embedding (default kmer)")
-    train.add_argument("--k", type=int, default=6, help="k-mer length for --tokenizer kmer (default 6)")
+                       help="base embedding: a k-mer table plus a linear part (kmer, the default), or the linear "
+                            "part alone (nucleotide)")
+    train.add_argument("--k", type=int, default=6,
+                       help="bases each position is embedded from: the k-mer length, and the width of the "
+                            "linear part (default 6)")
     train.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
     train.add_argument("--validation-fraction", type=float, default=0.1,
                        help="stratified share held out for early stopping (default 0.1)")
