@@ -55,7 +55,7 @@ class DNANet(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if bag and tokenizer != "kmer":
             raise ValueError("bag needs tokenizer='kmer'")
-        self.tokenizer, self.k, self.stride, self.pooling, self.positions = tokenizer, k, stride, pooling, positions
+        self.k, self.stride, self.pooling, self.positions = k, stride, pooling, positions
         self.context = k - 1
         d = config.d_model
         self.register_buffer("probs", base_probabilities(), persistent=False)
@@ -70,10 +70,8 @@ class DNANet(nn.Module):
         if bag:  # logits per k-mer; the unknown k-mer (ambiguity codes, padding) adds nothing
             self.bag = nn.Embedding(4 ** k + 1, n_classes, padding_idx=4 ** k)
             nn.init.zeros_(self.bag.weight)
-        # a position's embedding is linear in the k bases ending at it (a causal convolution, one position
-        # weight matrix per feature; an ambiguity code embeds as the mean of its bases), plus with k-mers the
-        # k-mer's entry in `embed`: what its bases do together beyond their sum. Beside a table the linear part
-        # starts at zero (made last, so the other weights start as they would without it)
+        # the linear part of every embedding (module docstring; an ambiguity code embeds as the mean of its
+        # bases). Beside a k-mer table it starts at zero, made last so the other weights start as without it
         self.bases = nn.Conv1d(4, d, k)
         if self.embed is not None:
             nn.init.zeros_(self.bases.weight)
