@@ -18,7 +18,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -194,7 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 200 training sequences, 1 epoch")
     parser.add_argument("--json", help="also write the rows and the run's metadata as JSON here")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message=".*(does not have many workers|treespec).*")
     if args.threads:
         torch.set_num_threads(args.threads)
     params = dict(variant=args.variant, random_state=args.seed)

@@ -13,7 +13,6 @@ import gzip
 import io
 import json
 import sys
-import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -306,10 +305,7 @@ COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "scan":
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*treespec.*")
-        COMMANDS[args.command](args)
+    COMMANDS[args.command](args)
     return 0
 
 

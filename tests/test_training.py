@@ -1,4 +1,6 @@
 """The shared Lightning training loop: learns, stops early, restores the best epoch, is reproducible."""
+import warnings
+
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -72,3 +74,16 @@ def test_without_validation_monitors_training_loss():
     train, _ = loaders()
     result = fit(model, train, step=step, max_epochs=3, progress=False)
     assert len(result.history) == 3 and all("train_loss" in h for h in result.history)
+
+
+def test_fit_keeps_lightning_internals_quiet():
+    """In-memory loaders and Lightning's use of a deprecated torch API are not the caller's concern."""
+    torch.manual_seed(0)
+    train, val = loaders()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(Toy(), train, val, step=step, max_epochs=1, progress=False)
+        warnings.warn("a caller's own warning still shows")
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "many workers" in m or "treespec" in m]
+    assert "a caller's own warning still shows" in messages

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,13 +120,17 @@ def fit(
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # no "GPU available: False" banners
     try:
-        trainer = pl.Trainer(
-            max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
-            gradient_clip_val=gradient_clip, deterministic=seed is not None, callbacks=callbacks,
-            enable_progress_bar=progress, enable_checkpointing=False, logger=False, enable_model_summary=False,
-            num_sanity_val_steps=0, **trainer_kwargs,
-        )
-        trainer.fit(_Task(model, step, lr, weight_decay), train, val)
+        with warnings.catch_warnings():
+            # Lightning's noise that no caller can act on: the batches are built in memory, so loading them
+            # in-process is deliberate, and its tree helpers call a torch API that torch has deprecated
+            warnings.filterwarnings("ignore", message=".*(does not have many workers|treespec).*")
+            trainer = pl.Trainer(
+                max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
+                gradient_clip_val=gradient_clip, deterministic=seed is not None, callbacks=callbacks,
+                enable_progress_bar=progress, enable_checkpointing=False, logger=False,
+                enable_model_summary=False, num_sanity_val_steps=0, **trainer_kwargs,
+            )
+            trainer.fit(_Task(model, step, lr, weight_decay), train, val)
     finally:
         quiet.setLevel(level)
     model.eval()
