@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recall", action="store_true", help="add the recall memory (test-time regression of what followed)")
     p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
     p.add_argument("--period", type=int, help="take this cycle off the series (24: daily, for hourly data)")
+    p.add_argument("--memory-retention", type=int,
+                   help="start the encoder memory's forgetting gate at 1 / this many tokens (default: ~3,000)")
     p.add_argument("--linear", choices=LINEAR, default="trained",
                    help="the forecaster's linear branch: trained on from the ridge fit, or kept at it")
     p.add_argument("--seed", type=int, default=0)
@@ -324,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         params["recall"] = True
     if args.period:
         params["period"] = args.period
+    if args.memory_retention:
+        params["memory_retention"] = args.memory_retention
     runs = {"standard": [lambda h=h: ett_standard(args.data, h, args.lookback, params) for h in args.horizons],
             "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
             "memorization": [lambda: memorization(24, dict(params, window=32))],

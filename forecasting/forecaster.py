@@ -205,13 +205,20 @@ class TitansForecaster(BaseEstimator):
     `period` (e.g. 24 for hourly data with a daily rhythm) takes the training rows' mean profile of that
     cycle off the series before the net reads it and puts it back on the forecasts (`scaling.Scaler`);
     a row's phase is its position from the first row of its fitted series.
+
+    `memory_retention` (tokens) starts the encoder memory's forgetting gate at α_t = 1 / memory_retention
+    (eq 13; None: `TitansConfig`'s default, about 3,000). A model trained on fresh segments has not learnt
+    what to do with memories older than a segment, and when it streams for long they can make its
+    forecasts worse; set it near `segment_length` for such streams (BENCHMARKS.md, session 15). Faster
+    forgetting also forgets the memory's initial weights, so `surprise` singles out anomalies less.
     """
 
     def __init__(self, horizon: int = 24, lookback: int = 96, variant: str = "mal", *, d_model: int = 32,
                  n_layers: int = 2, heads: int = 4, window: int | None = None, chunk_size: int = 16,
                  memory_depth: int = 2, patch: int = 16, channel_mixing: bool = False, max_epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-3, patience: int = 3, val_fraction: float = 0.2,
-                 segment_length: int | None = None, carry_memory: bool = False, recall: bool = False,
+                 segment_length: int | None = None, memory_retention: int | None = None,
+                 carry_memory: bool = False, recall: bool = False,
                  period: int | None = None, linear: str = "trained", time_col: str | None = None,
                  id_col: str | None = None, random_state: int | None = None, progress: bool = False):
         self.horizon, self.lookback, self.variant = horizon, lookback, variant
@@ -219,6 +226,7 @@ class TitansForecaster(BaseEstimator):
         self.chunk_size, self.memory_depth, self.patch, self.channel_mixing = chunk_size, memory_depth, patch, channel_mixing
         self.max_epochs, self.batch_size, self.lr, self.patience = max_epochs, batch_size, lr, patience
         self.val_fraction, self.segment_length, self.carry_memory = val_fraction, segment_length, carry_memory
+        self.memory_retention = memory_retention
         self.recall, self.period, self.linear = recall, period, linear
         self.time_col, self.id_col, self.random_state, self.progress = time_col, id_col, random_state, progress
 
@@ -226,7 +234,8 @@ class TitansForecaster(BaseEstimator):
     def _config(self) -> TitansConfig:
         return TitansConfig(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
                             window=self.window or self.lookback, chunk_size=self.chunk_size,
-                            memory_depth=self.memory_depth)
+                            memory_depth=self.memory_depth,
+                            **({} if self.memory_retention is None else {"alpha_init": 1 / self.memory_retention}))
 
     def _validate_params(self) -> TitansConfig:
         for name in ("horizon", "lookback", "patch", "max_epochs", "batch_size"):
@@ -238,6 +247,10 @@ class TitansForecaster(BaseEstimator):
         if self.period is not None and (isinstance(self.period, bool) or not isinstance(self.period, int)
                                         or self.period < 2):
             raise ValueError(f"TitansForecaster.period must be None or an integer >= 2, got {self.period!r}")
+        for name in ("segment_length", "memory_retention"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
+                raise ValueError(f"TitansForecaster.{name} must be None or an integer >= 2, got {value!r}")
         if self.linear not in LINEAR:
             raise ValueError(f"TitansForecaster.linear must be one of {LINEAR}, got {self.linear!r}")
         if not 0 <= self.val_fraction < 1:

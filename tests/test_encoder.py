@@ -141,6 +141,8 @@ def test_bad_inputs(make_encoder):
     ("n_layers", 1.5, "TitansConfig.n_layers"),
     ("persistent_tokens", -1, "TitansConfig.persistent_tokens"),
     ("memory_lr", 0.0, "TitansConfig.memory_lr"),
+    ("alpha_init", 1.0, r"TitansConfig.alpha_init must be in \(0, 1\), got 1.0"),
+    ("alpha_init", 0, "TitansConfig.alpha_init"),
     ("dropout", 1.0, "TitansConfig.dropout"),
     ("backend", "gpu", "TitansConfig.backend"),
 ])

@@ -9,6 +9,7 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from titans_ts import TitansConfig
 from titans_ts.forecasting import TitansForecaster
 
 SMALL = dict(horizon=4, lookback=16, patch=4, d_model=16, n_layers=1, heads=2, chunk_size=4, max_epochs=2, lr=1e-2,
@@ -179,6 +180,20 @@ def test_bad_parameters_name_the_field():
         TitansForecaster(horizon=0).fit(series())
     with pytest.raises(ValueError, match="TitansConfig.variant"):
         TitansForecaster(**dict(SMALL, variant="xl")).fit(series())
+    for name in ("segment_length", "memory_retention"):
+        for bad in (1, 2.5, True):
+            with pytest.raises(ValueError, match=f"TitansForecaster.{name} must be None or an integer >= 2"):
+                TitansForecaster(**dict(SMALL, **{name: bad})).fit(series())
+
+
+def test_memory_retention_starts_the_forgetting_gate():
+    """α_t starts at 1 / memory_retention in every layer's memory; None keeps the encoder's default."""
+    for retention, alpha in ((None, TitansConfig().alpha_init), (50, 1 / 50)):
+        net = TitansForecaster(**dict(SMALL, n_layers=2, memory_retention=retention))._net(1)
+        for layer in net.encoder.layers:
+            heads = layer.memory.heads
+            torch.testing.assert_close(torch.sigmoid(layer.memory.to_gates.bias[2 * heads:]),
+                                       torch.full((heads,), alpha))
 
 
 def test_panel_long_format():

@@ -81,11 +81,20 @@ def test_load_refuses_a_pickle_and_runs_nothing(tmp_path):
     (dict(d_model=8, chunk_size=0), "NeuralMemory.chunk_size"),
     (dict(d_model=8, memory_depth=0), "NeuralMemory.memory_depth"),
     (dict(d_model=8, max_lr=2.0), "NeuralMemory.max_lr"),
+    (dict(d_model=8, alpha_init=0.0), r"NeuralMemory.alpha_init must be in \(0, 1\)"),
     (dict(d_model=8, backend="tpu"), "NeuralMemory.backend"),
 ])
 def test_bad_arguments(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         NeuralMemory(**kwargs)
+
+
+def test_alpha_init_sets_the_forgetting_gate():
+    """α_t = σ(bias) for a zero input: the bias starts at logit(alpha_init); the default is σ(−8)."""
+    assert NeuralMemory(8, heads=2).to_gates.bias[4:].tolist() == [-8.0, -8.0]
+    mem = NeuralMemory(8, heads=2, alpha_init=0.01)
+    _, _, alpha = mem._gates(torch.zeros(1, 3, 8))
+    torch.testing.assert_close(alpha, torch.full((1, 2, 3), 0.01))
 
 
 def test_bad_input_shape_and_batch():

@@ -1,6 +1,7 @@
 """`TitansConfig`: every hyper-parameter of a Titans encoder, validated at construction."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from titans_ts.kernels import BACKENDS
@@ -20,6 +21,8 @@ class TitansConfig:
     persistent_tokens: learnable task tokens every attention query sees (paper §3.3).
     memory_lr: bound on one chunk's step: θ_t ≤ memory_lr (1 − η_t) / chunk_size, which (with each layer's
         step normalised by its input's energy) keeps the update stable.
+    alpha_init: the forgetting gate α_t at initialisation (eq 13): a write fades by (1 − α_t) per token,
+        so the memory starts out remembering about 1 / alpha_init tokens; training moves it per token.
     """
 
     d_model: int = 64
@@ -34,6 +37,7 @@ class TitansConfig:
     ff_mult: int = 4
     conv_kernel: int = 4
     memory_lr: float = 0.5
+    alpha_init: float = 1 / (1 + math.exp(8))  # σ(−8): about 3,000 tokens
     dropout: float = 0.0
     backend: str = "auto"
 
@@ -51,6 +55,8 @@ class TitansConfig:
                              f"({self.chunk_size}) for variant 'mac': segments hold whole memory chunks")
         if not (isinstance(self.memory_lr, (int, float)) and 0 < self.memory_lr <= 1):
             raise ValueError(f"TitansConfig.memory_lr must be in (0, 1], got {self.memory_lr!r}")
+        if not (isinstance(self.alpha_init, (int, float)) and 0 < self.alpha_init < 1):
+            raise ValueError(f"TitansConfig.alpha_init must be in (0, 1), got {self.alpha_init!r}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"TitansConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if self.backend not in BACKENDS:

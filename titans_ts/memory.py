@@ -34,10 +34,12 @@ class NeuralMemory(nn.Module):
     Each of `heads` heads owns an MLP memory of depth `memory_depth` on d_model / heads features
     (hidden width `expansion` times that). Tokens are memorised in chunks of `chunk_size`; a partial
     chunk waits in the state until it fills, so a stream fed in any pieces equals one whole call.
+    `max_lr` bounds a chunk's step (see `_gates`); `alpha_init` is the forgetting gate α_t at the start.
     """
 
     def __init__(self, d_model: int, heads: int = 1, memory_depth: int = 2, expansion: int = 4,
-                 chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 0.5, backend: str = "auto"):
+                 chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 0.5,
+                 alpha_init: float = 1 / (1 + math.exp(8)), backend: str = "auto"):
         super().__init__()
         for name, value in (("d_model", d_model), ("heads", heads), ("memory_depth", memory_depth),
                             ("expansion", expansion), ("chunk_size", chunk_size), ("conv_kernel", conv_kernel)):
@@ -46,6 +48,8 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"NeuralMemory.d_model ({d_model}) must be divisible by heads ({heads})")
         if not 0 < max_lr <= 1:
             raise ValueError(f"NeuralMemory.max_lr must be in (0, 1], got {max_lr!r}")
+        if not 0 < alpha_init < 1:
+            raise ValueError(f"NeuralMemory.alpha_init must be in (0, 1), got {alpha_init!r}")
         if backend not in BACKENDS:
             raise ValueError(f"NeuralMemory.backend must be one of {BACKENDS}, got {backend!r}")
         self.d_model, self.heads, self.chunk_size = d_model, heads, chunk_size
@@ -59,8 +63,9 @@ class NeuralMemory(nn.Module):
         # M_0: the memory's initial weights, learnt by the outer loop like any parameter
         self.initial = nn.ParameterList(
             nn.Parameter(torch.randn(heads, a, b) / math.sqrt(a)) for a, b in zip(dims, dims[1:]))
-        with torch.no_grad():
-            self.to_gates.bias.copy_(torch.tensor([0.0, 1.0, -8.0]).repeat_interleave(heads))
+        with torch.no_grad():  # θ at half its bound, η = σ(1), α = alpha_init
+            logit = math.log(alpha_init / (1 - alpha_init))
+            self.to_gates.bias.copy_(torch.tensor([0.0, 1.0, logit]).repeat_interleave(heads))
 
     # -- state --------------------------------------------------------------------------------------
     def initial_state(self, batch_size: int, device=None, dtype=None) -> MemoryState:
