@@ -218,7 +218,8 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         probs = self._probabilities(codes)
         if self.rc == "average":
             probs = (probs + self._probabilities([reverse_complement_codes(c) for c in codes])) / 2
-        return probs.numpy().astype(np.float64)
+        probs = probs.double()
+        return (probs / probs.sum(1, keepdim=True)).numpy()  # rows sum to 1 in float64, as sklearn's metrics check
 
     def predict(self, seqs: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
         """The most probable class of each sequence."""

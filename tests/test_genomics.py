@@ -1,11 +1,13 @@
 """TitansDNAClassifier: learns, predicts probabilities, is strand-symmetric, saves exactly, follows sklearn."""
 import copy
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import log_loss
 
 from titans_ts.datasets import planted_motif_dna
 from titans_ts.genomics import TitansDNAClassifier, encode, reverse_complement, scan
@@ -88,7 +90,10 @@ def test_predict_proba_rows_sum_to_one_and_predict_gives_labels(fitted, data):
     seqs, labels = data
     probs = fitted.predict_proba(seqs)
     assert probs.shape == (len(seqs), 2) and probs.dtype == np.float64
-    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-14)  # in float64, as sklearn's log_loss checks them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_loss(labels, probs, labels=fitted.classes_)
     assert np.array_equal(fitted.predict(seqs), fitted.classes_[probs.argmax(1)])
     assert set(fitted.predict(seqs)) <= {0, 1}
 
