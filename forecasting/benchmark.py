@@ -113,7 +113,10 @@ def online(path: str, horizon: int, lookback: int, params: dict) -> list[dict]:
         bt = f.backtest(stream, start=0, stride=1, memorize=memorize)
         pred = np.array(bt["forecast"].to_list()).reshape(-1, len(s.columns), horizon).transpose(0, 2, 1)
         rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="online",
-                         horizon=horizon, train_seconds=seconds, **dict(zip(("mse", "mae"), scores(pred, yt)))))
+                         horizon=horizon, train_seconds=seconds, **dict(zip(("mse", "mae"), scores(pred, yt))),
+                         # the fit's best validation loss (point MSE + pinball, streamed over the validation
+                         # rows with the memory learning): what a choice between configurations may use
+                         val_loss=f.best_loss_))
     rows.append(dict(model="online-ridge", protocol="online", horizon=horizon,
                      **online_ridge(s.train, s.val[lookback:], stream, lookback, horizon)))
     return rows
@@ -355,6 +358,8 @@ def print_table(rows: list[dict]) -> None:
         extra = f"  update {r['update_ms_median']:.2f} ms median" if "update_ms_median" in r else ""
         if "val_mse" in r:
             extra = f"  validation {r['val_mse']:.4f} / {r['val_mae']:.4f}"
+        if "val_loss" in r:
+            extra = f"  validation loss {r['val_loss']:.4f}"
         if "steps_per_s" in r:
             extra = (f"  {r['steps']:,} steps x {r['channels']} channels, {r['steps_per_s']:,.0f} steps/s, "
                      f"RSS after warm-up {r['rss_mib_min']:.0f}-{r['rss_mib_max']:.0f} MiB, finite {r['finite']}")
