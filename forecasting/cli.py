@@ -44,6 +44,9 @@ def model_args(p) -> None:
                    help="add the recall memory: what followed windows like the present one, learnt while streaming")
     p.add_argument("--period", type=int,
                    help="length of a cycle to take off before the model reads the series (e.g. 24 for hourly data)")
+    p.add_argument("--memory-retention", type=int,
+                   help="start the memory's forgetting at 1 / this many steps (default about 3,000); near 2 x "
+                        "lookback keeps forecasts over a long stream close to fresh-window ones")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -51,7 +54,7 @@ def model_args(p) -> None:
 def make(args) -> TitansForecaster:
     return TitansForecaster(horizon=args.horizon, lookback=args.lookback, variant=args.variant,
                             max_epochs=args.epochs, recall=args.recall, period=args.period,
-                            time_col=args.time_col, random_state=args.seed, progress=not args.quiet)
+                            memory_retention=args.memory_retention, time_col=args.time_col, random_state=args.seed, progress=not args.quiet)
 
 
 def select(frame: pl.DataFrame, args) -> pl.DataFrame:

@@ -35,7 +35,7 @@ def test_forecast_writes_csv_and_plot(csv, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra", [[], ["--recall"], ["--period", "24"]])
+@pytest.mark.parametrize("extra", [[], ["--recall"], ["--period", "24"], ["--memory-retention", "16"]])
 def test_backtest_writes_one_row_per_origin_and_column(csv, tmp_path, extra):
     out = tmp_path / "bt.csv"
     assert main(["backtest", "--data", str(csv), "--out", str(out), "--test-fraction", "0.25", *FAST, *extra]) == 0
@@ -50,6 +50,8 @@ def test_backtest_writes_one_row_per_origin_and_column(csv, tmp_path, extra):
     (["forecast", "--horizon", "4", "--out", "x.csv"], "--data"),
     (["backtest", "--data", "{csv}", "--out", "x.csv", "--test-fraction", "2", *FAST], "--test-fraction"),
     (["forecast", "--data", "{csv}", "--out", "x.csv", "--columns", "zzz", *FAST], "no column 'zzz'"),
+    (["forecast", "--data", "{csv}", "--out", "x.csv", "--memory-retention", "1", *FAST],
+     "TitansForecaster.memory_retention must be None or an integer >= 2, got 1"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message, csv, tmp_path):
     args = [a.replace("{csv}", str(csv)) for a in args]
