@@ -54,7 +54,8 @@ def model_args(p) -> None:
 def make(args) -> TitansForecaster:
     return TitansForecaster(horizon=args.horizon, lookback=args.lookback, variant=args.variant,
                             max_epochs=args.epochs, recall=args.recall, period=args.period,
-                            memory_retention=args.memory_retention, time_col=args.time_col, random_state=args.seed, progress=not args.quiet)
+                            memory_retention=args.memory_retention, time_col=args.time_col,
+                            random_state=args.seed, progress=not args.quiet)
 
 
 def select(frame: pl.DataFrame, args) -> pl.DataFrame:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from titans_ts.config import check_positive_int
+from titans_ts.config import ALPHA_INIT, check_positive_int
 from titans_ts.kernels import BACKENDS, causal_conv_silu, memory_surprise, memory_update, mlp_forward
 from titans_ts.state import MemoryState
 
@@ -39,7 +39,7 @@ class NeuralMemory(nn.Module):
 
     def __init__(self, d_model: int, heads: int = 1, memory_depth: int = 2, expansion: int = 4,
                  chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 0.5,
-                 alpha_init: float = 1 / (1 + math.exp(8)), backend: str = "auto"):
+                 alpha_init: float = ALPHA_INIT, backend: str = "auto"):
         super().__init__()
         for name, value in (("d_model", d_model), ("heads", heads), ("memory_depth", memory_depth),
                             ("expansion", expansion), ("chunk_size", chunk_size), ("conv_kernel", conv_kernel)):
