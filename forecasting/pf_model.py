@@ -25,13 +25,15 @@ from pytorch_forecasting.models.nn.embeddings import MultiEmbedding
 from torch import Tensor, nn
 
 from titans_ts import TitansConfig, TitansEncoder
+from titans_ts.config import ALPHA_INIT
 
 
 class TitansPFModel(BaseModelWithCovariates):
     """Titans neural long-term memory for `TimeSeriesDataSet`s; build it with `from_dataset`.
 
     Titans hyper-parameters (see `titans_ts.TitansConfig`): d_model, n_layers, heads, variant
-    ("mal", "mag", "mac", "lmm"), window, chunk_size, memory_depth, persistent_tokens, memory_lr, dropout.
+    ("mal", "mag", "mac", "lmm"), window, chunk_size, memory_depth, persistent_tokens, memory_lr, alpha_init
+    (where the memory's forgetting gate starts), dropout.
     The covariate arguments (static_reals, x_reals, embedding_sizes, ...) are filled in by `from_dataset`;
     `prediction_length` is the dataset's `max_prediction_length`. `loss` defaults to `QuantileLoss()`;
     any point or quantile metric works (not distribution losses, not classification targets).
@@ -48,6 +50,7 @@ class TitansPFModel(BaseModelWithCovariates):
         memory_depth: int = 2,
         persistent_tokens: int = 4,
         memory_lr: float = 0.5,
+        alpha_init: float = ALPHA_INIT,
         dropout: float = 0.0,
         prediction_length: int = 1,
         output_size: int | list[int] = 1,
@@ -94,7 +97,8 @@ class TitansPFModel(BaseModelWithCovariates):
         super().__init__(loss=loss, logging_metrics=logging_metrics, **kwargs)
         config = TitansConfig(d_model=d_model, n_layers=n_layers, heads=heads, variant=variant, window=window,
                               chunk_size=chunk_size, memory_depth=memory_depth,
-                              persistent_tokens=persistent_tokens, memory_lr=memory_lr, dropout=dropout)
+                              persistent_tokens=persistent_tokens, memory_lr=memory_lr, alpha_init=alpha_init,
+                              dropout=dropout)
 
         self.input_embeddings = MultiEmbedding(embedding_sizes=embedding_sizes, x_categoricals=x_categoricals,
                                                categorical_groups=categorical_groups,
