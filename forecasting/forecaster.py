@@ -17,6 +17,7 @@ from sklearn.exceptions import NotFittedError
 from torch.utils.data import DataLoader, Dataset
 
 from titans_ts import MemoryState, TitansConfig
+from titans_ts.config import ALPHA_INIT
 from titans_ts.io import load_bundle, save_bundle
 from titans_ts.training import fit as fit_loop
 
@@ -235,7 +236,7 @@ class TitansForecaster(BaseEstimator):
         return TitansConfig(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
                             window=self.window or self.lookback, chunk_size=self.chunk_size,
                             memory_depth=self.memory_depth,
-                            **({} if self.memory_retention is None else {"alpha_init": 1 / self.memory_retention}))
+                            alpha_init=ALPHA_INIT if self.memory_retention is None else 1 / self.memory_retention)
 
     def _validate_params(self) -> TitansConfig:
         for name in ("horizon", "lookback", "patch", "max_epochs", "batch_size"):

@@ -149,7 +149,7 @@ def evaluate(dataset: str, model: str, split: Split, trainer: Callable) -> Row:
         recall = float((classes[predict(split.independent).argmax(1)] == 1).mean())
     val = predict([split.seqs[i] for i in split.val])
     return Row(dataset, model, len(split.train), len(split.test), m["accuracy"], m["mcc"], m["auroc"], train_s,
-               speed, recall, float((classes[val.argmax(1)] == split.labels[split.val]).mean()),
+               speed, recall, classification_metrics(split.labels[split.val], val, classes)["accuracy"],
                float(log_loss(split.labels[split.val], val, labels=classes)))
 
 
