@@ -35,13 +35,15 @@ def memory_update(
     q: Tensor, k: Tensor, v: Tensor,
     theta: Tensor, eta: Tensor, alpha: Tensor,
     weights: tuple[Tensor, ...], momentum: tuple[Tensor, ...],
-    chunk_size: int, backend: str = "auto",
+    chunk_size: int, backend: str = "auto", anchor: tuple[Tensor, ...] | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]:
     """Retrieve M(q_t) at each chunk's starting weights and memorise every complete chunk.
 
     q, k, v: (B, H, T, D); theta, eta, alpha: (B, H, T) in (0, 1); weights and momentum: one
     (B, H, d_in, d_out) tensor per memory layer. Returns (y, weights, momentum). `backend` picks the
-    implementation: "auto" (the fastest for the device), "chunk", "naive" or "triton".
+    implementation: "auto" (the fastest for the device), "chunk", "naive" or "triton". `anchor` (per
+    layer, broadcastable to the weights, e.g. M_0 of shape (H, d_in, d_out)) is what forgetting pulls
+    the weights towards: M_t = (1 − α_t) M_{t−1} + α_t anchor + S_t; None is the paper's zero.
     """
     backend = resolve_backend(q, weights, backend)
     if backend == "triton":
@@ -49,7 +51,7 @@ def memory_update(
         fn = memory_triton
     else:
         fn = memory_naive if backend == "naive" else memory_chunk
-    return fn(q, k, v, theta, eta, alpha, weights, momentum, chunk_size)
+    return fn(q, k, v, theta, eta, alpha, weights, momentum, chunk_size, anchor)
 
 
 __all__ = ["memory_update", "causal_conv_silu", "memory_chunk", "memory_naive", "memory_surprise", "mlp_forward", "resolve_backend", "BACKENDS"]

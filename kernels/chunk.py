@@ -7,6 +7,8 @@ scan and the forgetting product collapse into two scalar weights per token:
     W_C = A_C W₀ + (Σ_i f_i β_i) S₀ − Σ_j c_j u_j    f_i = ∏_{i<m≤C} (1 − α_m),  A_C = ∏_m (1 − α_m)
     c_j = θ_j Σ_{i≥j} f_i ∏_{j<m≤i} η_m
 
+(plus (1 − A_C) M̄ when forgetting pulls towards an anchor M̄ instead of zero),
+
 and each Σ_j c_j u_j is one matmul, because u_j for a layer is the outer product aᵀ g of that layer's
 input and output gradient. Gradients of the memory MLP are derived by hand (no per-sample autograd).
 The decay products are formed as exponentials of differences of cumulative log sums (never > 1).
@@ -116,19 +118,24 @@ def _pairs(first: State, second: State, slots: int) -> list[Tensor]:
     return bufs
 
 
-def _write(cur: Tensor, nxt: Tensor, a: Tensor, g: Tensor, rmix: Tensor, smix: Tensor, fbeta: Tensor) -> Tensor:
+def _write(cur: Tensor, nxt: Tensor, a: Tensor, g: Tensor, rmix: Tensor, smix: Tensor, fbeta: Tensor,
+           anchor: Tensor | None) -> Tensor:
     """One layer's chunk write into `nxt` from `cur`, both [S | W]: S' = β S − aᵀ(2γθ g) (eq 13),
-    W' = A W + fβ S − aᵀ(2c g) (eq 14), the two outer-product sums in one matmul. Returns its right factor."""
+    W' = A W + (1 − A) M̄ + fβ S − aᵀ(2c g) (eq 14, anchor M̄ or none), the two outer-product sums in one
+    matmul. Returns its right factor."""
     torch.mul(cur, smix, out=nxt)
     nxt[..., 1, :].addcmul_(cur[..., 0, :], fbeta)
+    if anchor is not None:
+        nxt[..., 1, :].addcmul_(anchor, 1 - smix[..., 1, :])
     rhs = (g.unsqueeze(-2) * rmix).flatten(-2)
     nxt.flatten(-2).baddbmm_(a.mT, rhs)
     return rhs
 
 
-def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State,
+def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State, anchor: State = (),
          save: bool = False) -> tuple[Tensor, State, State, list[Tensor]]:
-    """All chunks in order. qk (B, H, N, 2C, D), queries then keys; v (B, H, N, C, D). Returns y
+    """All chunks in order. qk (B, H, N, 2C, D), queries then keys; v (B, H, N, C, D); `anchor` the
+    weights forgetting pulls towards, per layer (B · H, d_in, d_out), or () for zero. Returns y
     (B, H, N, C, D), the final weights and momentum, and with `save` what the backward needs:
     M(q) ‖ M(k) − v per chunk (N, B·H, 2C, D), the coefficients, and per layer the [S | W] buffer
     holding every chunk's starting state (N + 1, B·H, d_in, 2, d_out)."""
@@ -150,39 +157,48 @@ def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State,
         gs, ps = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
         rho = [step_scale(a[:, C:]) for a in ins]
         for l in range(len(ws)):
-            _write(cur[l], nxt[l], ins[l][:, C:], gs[l], rmix[n] * rho[l].unsqueeze(-1), smix[n], fbeta[n])
+            _write(cur[l], nxt[l], ins[l][:, C:], gs[l], rmix[n] * rho[l].unsqueeze(-1), smix[n], fbeta[n],
+                   anchor[l] if anchor else None)
         if save:
             hidden += [*pre, *ps, *rho]
     last = [b[slot(N)].unflatten(0, (B, H)) for b in bufs]
     y = out[:, :, :C].unflatten(1, (B, H)).movedim(0, 2)
-    saved = [qk, out, rmix, smix, fbeta, *bufs, *hidden] if save else []
+    saved = [qk, out, rmix, smix, fbeta, *bufs, *anchor, *hidden] if save else []
     return y, tuple(x[..., 1, :].contiguous() for x in last), tuple(x[..., 0, :].contiguous() for x in last), saved
 
 
+def _layers(qk: Tensor, L: int, state: tuple[Tensor, ...]) -> tuple[State, State, State]:
+    """Weights, momentum and anchors (() for none) from `state`; anchors flattened to (B · H, d_in, d_out)."""
+    n_seq = qk.shape[0] * qk.shape[1]
+    return state[:L], state[L: 2 * L], tuple(m.reshape(n_seq, *m.shape[2:]) for m in state[2 * L:])
+
+
 class ChunkUpdate(torch.autograd.Function):
-    """`scan` with a hand-written backward: inputs (qk, v, c, gt, beta, keep, fbeta, *weights, *momentum),
-    outputs (y, *weights, *momentum); `infer` is the same forward without the saved states."""
+    """`scan` with a hand-written backward: inputs (qk, v, c, gt, beta, keep, fbeta, L, *weights, *momentum,
+    *anchor) for L memory layers (anchor optional), outputs (y, *weights, *momentum); `infer` is the same
+    forward without the saved states."""
 
     @staticmethod
-    def infer(qk: Tensor, v: Tensor, *args: Tensor) -> tuple[Tensor, ...]:
-        L = (len(args) - 5) // 2
-        y, w, s, _ = scan(qk, v, args[:5], args[5: 5 + L], args[5 + L:])
+    def infer(qk: Tensor, v: Tensor, *args) -> tuple[Tensor, ...]:
+        y, w, s, _ = scan(qk, v, args[:5], *_layers(qk, args[5], args[6:]))
         return (y, *w, *s)
 
     @staticmethod
     def forward(ctx, qk: Tensor, v: Tensor, c: Tensor, gt: Tensor, beta: Tensor, keep: Tensor, fbeta: Tensor,
-                *state: Tensor) -> tuple[Tensor, ...]:
-        L = len(state) // 2
-        y, w, s, saved = scan(qk, v, (c, gt, beta, keep, fbeta), state[:L], state[L:], save=True)
+                L: int, *state: Tensor) -> tuple[Tensor, ...]:
+        w, s, anchor = _layers(qk, L, state)
+        y, w, s, saved = scan(qk, v, (c, gt, beta, keep, fbeta), w, s, anchor, save=True)
         ctx.save_for_backward(*saved)
-        ctx.shapes = qk.shape[:2], c.dtype, L
+        ctx.shapes = qk.shape[:2], c.dtype, L, len(anchor) > 0
         return (y, *w, *s)
 
     @staticmethod
-    def backward(ctx, dy: Tensor, *dstate: Tensor) -> tuple[Tensor, ...]:
+    def backward(ctx, dy: Tensor, *dstate: Tensor) -> tuple[Tensor | None, ...]:
         qk, out, rmix, smix, fbeta, *rest = ctx.saved_tensors
-        (B, H), coef_dtype, L = ctx.shapes
-        bufs, hidden = rest[:L], rest[L:]
+        (B, H), coef_dtype, L, anchored = ctx.shapes
+        bufs, rest = rest[:L], rest[L:]
+        anchor, hidden = (rest[:L], rest[L:]) if anchored else ((), rest)
+        danchor = [torch.zeros_like(m) for m in anchor]  # Σ over chunks of (1 − A) dL/dW'
         N, n_seq, C2, _ = qk.shape
         C = C2 // 2
         dout = torch.empty_like(out)  # dL/d[M(q) ‖ M(k) − v] per chunk
@@ -211,6 +227,9 @@ class ChunkUpdate(torch.autograd.Function):
                 dg = torch.mul(da_rhs[..., 0, :], rm[..., 0, :], out=dg)
                 dgs.append(dg.addcmul_(da_rhs[..., 1, :], rm[..., 1, :]))
                 torch.sum(d[l] @ cur[l].mT, 1, out=dsmix[l][n])  # per row of d_in, then summed
+                if anchored:  # W' = A (W − M̄) + M̄ + …
+                    dsmix[l][n][:, 1, 1] -= torch.linalg.vecdot(d[l][..., 1, :].flatten(-2), anchor[l].flatten(-2))
+                    danchor[l].addcmul_(d[l][..., 1, :], 1 - smix[n][..., 1, :])
                 torch.mul(d[l], smix[n], out=dprev[l])
                 dprev[l][..., 0, :].addcmul_(d[l][..., 1, :], fbeta[n])
             # the surprise chain g_l = p_l σ′(z_l), p_l = g_{l+1} W_{l+1}ᵀ, backwards
@@ -235,13 +254,14 @@ class ChunkUpdate(torch.autograd.Function):
         dmix, dsm = -2 * sum(drmix), sum(dsmix)
         dcoef = (dmix[..., 1], dmix[..., 0], dsm[..., 0, 0], dsm[..., 1, 1], dsm[..., 1, 0])
         dstart = [x.unflatten(0, (B, H)) for x in d]
-        return (back(dqk), back(-dout[:, :, C:]), *(back(x).to(coef_dtype) for x in dcoef),
-                *(x[..., 1, :] for x in dstart), *(x[..., 0, :] for x in dstart))
+        return (back(dqk), back(-dout[:, :, C:]), *(back(x).to(coef_dtype) for x in dcoef), None,
+                *(x[..., 1, :] for x in dstart), *(x[..., 0, :] for x in dstart),
+                *(x.unflatten(0, (B, H)) for x in danchor))
 
 
 def chunked(update: type[torch.autograd.Function], q: Tensor, k: Tensor, v: Tensor,
             theta: Tensor, eta: Tensor, alpha: Tensor, weights: State, momentum: State,
-            chunk_size: int) -> tuple[Tensor, State, State]:
+            chunk_size: int, anchor: State | None = None) -> tuple[Tensor, State, State]:
     """The driver every chunked backend shares.
 
     Gate coefficients for all chunks at once (in autograd, at least float32: products of many gates lose
@@ -258,8 +278,10 @@ def chunked(update: type[torch.autograd.Function], q: Tensor, k: Tensor, v: Tens
     coef = chunk_coefficients(at_least_f32(theta), at_least_f32(eta), at_least_f32(alpha))
     # queries then keys, so one matmul reads and writes; chunk-major in memory (a chunk is one slice)
     qk = torch.cat([split(q).movedim(2, 0), split(k).movedim(2, 0)], dim=3).movedim(0, 2)
-    inputs = (qk, split(v), *coef, *w, *s)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+    anchor = () if anchor is None else tuple(m.expand_as(x) for m, x in zip(anchor, w))
+    tensors = (qk, split(v), *coef, *w, *s, *anchor)
+    inputs = (*tensors[:7], len(w), *tensors[7:])
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         y, *state = update.apply(*inputs)
     else:  # inference: no saved states, no graph
         y, *state = update.infer(*inputs)
@@ -274,7 +296,7 @@ def memory_chunk(
     q: Tensor, k: Tensor, v: Tensor,
     theta: Tensor, eta: Tensor, alpha: Tensor,
     weights: State, momentum: State,
-    chunk_size: int,
+    chunk_size: int, anchor: State | None = None,
 ) -> tuple[Tensor, State, State]:
     """Same contract as `naive.memory_naive`, one batched step per chunk, with its own backward."""
-    return chunked(ChunkUpdate, q, k, v, theta, eta, alpha, weights, momentum, chunk_size)
+    return chunked(ChunkUpdate, q, k, v, theta, eta, alpha, weights, momentum, chunk_size, anchor)

@@ -19,7 +19,7 @@ def memory_naive(
     q: Tensor, k: Tensor, v: Tensor,
     theta: Tensor, eta: Tensor, alpha: Tensor,
     weights: tuple[Tensor, ...], momentum: tuple[Tensor, ...],
-    chunk_size: int,
+    chunk_size: int, anchor: tuple[Tensor, ...] | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]:
     """Retrieve `M(q_t)` at each chunk's starting weights and memorise every complete chunk.
 
@@ -30,6 +30,7 @@ def memory_naive(
     outer_grad = torch.is_grad_enabled()
     T = q.shape[2]
     w, s = list(weights), list(momentum)
+    m = (0.0,) * len(w) if anchor is None else anchor
     ys = []
     for start in range(0, T, chunk_size):
         end = min(start + chunk_size, T)
@@ -48,7 +49,8 @@ def memory_naive(
                 grads = torch.autograd.grad(loss, w0, create_graph=outer_grad)
             th, et, al = (g[:, :, t, None, None] for g in (theta, eta, alpha))
             s = [et * s_i - th * r * g for s_i, r, g in zip(s, rho, grads)]  # S_t = η_t S_{t−1} − θ_t ρ ∇ℓ  (eq 13)
-            w = [(1 - al) * w_i + s_i for w_i, s_i in zip(w, s)]  # M_t = (1 − α_t) M_{t−1} + S_t  (eq 14)
+            # M_t = (1 − α_t) M_{t−1} + α_t anchor + S_t  (eq 14, with the paper's anchor 0)
+            w = [(1 - al) * w_i + al * m_i + s_i for w_i, m_i, s_i in zip(w, m, s)]
         if not outer_grad:
             w, s = [x.detach() for x in w], [x.detach() for x in s]
     return torch.cat(ys, dim=2), tuple(w), tuple(s)

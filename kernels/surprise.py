@@ -35,11 +35,14 @@ def inherited_norms(s: State, keys: list[Tensor], gs: list[Tensor], theta: Tenso
 
 
 def write(w: State, s: State, keys: list[Tensor], gs: list[Tensor], c: Tensor, gt: Tensor,
-          beta: Tensor, keep: Tensor, fbeta: Tensor) -> tuple[State, State]:
-    """A chunk's write from each layer's inputs `keys` and output gradients `gs` (u_j = a_jᵀ g_j)."""
+          beta: Tensor, keep: Tensor, fbeta: Tensor, anchor: State | None) -> tuple[State, State]:
+    """A chunk's write from each layer's inputs `keys` and output gradients `gs` (u_j = a_jᵀ g_j),
+    forgetting towards `anchor` (None: zero)."""
     s_new = tuple(beta * s_l - a.mT @ (gt * g) for s_l, a, g in zip(s, keys, gs))  # eq 13
-    w_new = tuple((keep * w_l).addcmul_(fbeta, s_l) - a.mT @ (c * g) for w_l, s_l, a, g in zip(w, s, keys, gs))  # eq 14
-    return w_new, s_new
+    w_new = [(keep * w_l).addcmul_(fbeta, s_l) - a.mT @ (c * g) for w_l, s_l, a, g in zip(w, s, keys, gs)]  # eq 14
+    if anchor is not None:
+        w_new = [x.addcmul_(1 - keep, m) for x, m in zip(w_new, anchor)]
+    return tuple(w_new), s_new
 
 
 @torch.no_grad()
@@ -47,13 +50,13 @@ def memory_surprise(
     k: Tensor, v: Tensor,
     theta: Tensor, eta: Tensor, alpha: Tensor,
     weights: State, momentum: State,
-    chunk_size: int, memorize: bool = True,
+    chunk_size: int, memorize: bool = True, anchor: State | None = None,
 ) -> tuple[Tensor, Tensor, State, State]:
     """Momentary and past surprise (B, H, T) of every token, and the state after writing complete chunks.
 
     Shapes and chunk semantics as in `memory_update`: a token is scored at the weights its chunk starts
     with; a trailing partial chunk is scored but not written. `memorize=False` writes nothing, so every
-    chunk is scored against the given state. Norms are formed in at least float32.
+    chunk is scored against the given state; `anchor` as in `memory_update`. Norms are formed in at least float32.
     """
     work = torch.promote_types(k.dtype, torch.float32)
     up = lambda xs: [x.to(work) for x in xs]  # noqa: E731
@@ -71,6 +74,6 @@ def memory_surprise(
         if memorize and b - a == chunk_size:
             c, gt, beta, keep, fbeta = (x.to(k.dtype) for x in chunk_coefficients(th, et, al))
             w, s = write(w, s, ins, gs, c[..., None], gt[..., None],
-                         *(x[..., None, None] for x in (beta, keep, fbeta)))
+                         *(x[..., None, None] for x in (beta, keep, fbeta)), anchor)
     return torch.cat(momentary, dim=-1), torch.cat(past, dim=-1).to(k.dtype), w, s
 

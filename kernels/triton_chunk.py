@@ -6,6 +6,8 @@ float32 global buffers and streams the hidden dimension in tiles of BH columns: 
 (M(q), M(k)) and each key's hidden energy ‖silu(k W₁)‖² for layer 2's step scale, pass B writes it tile by
 tile (eqs 13–14). The backward walks the chunks in reverse from
 the saved chunk-start states, recomputing activations, carrying dL/dW and dL/dS in float32 buffers.
+With ANCHOR, forgetting pulls the weights towards an anchor M̄ (eq 14: + (1 − A) M̄ per chunk), whose
+gradient Σ (1 − A) dL/dW′ the backward sums over the chunks.
 q, k, v may be float32 or bfloat16; the state and all arithmetic are float32 (dots exact for float32
 inputs, TF32 tensor cores for bfloat16). One program per (sequence, head) occupies B·H SMs at most: the
 chunks of a sequence are inherently sequential.
@@ -71,12 +73,14 @@ def _vec(ptr, r, n):
 
 
 @triton.jit
-def _fwd1(qk, v, c, gt, beta, keep, fbeta, w, s, y, cw, cs, N, C, D,
-          SAVE: tl.constexpr, BC: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
+def _fwd1(qk, v, c, gt, beta, keep, fbeta, w, s, m, y, cw, cs, N, C, D,
+          SAVE: tl.constexpr, ANCHOR: tl.constexpr, BC: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     r, d = tl.arange(0, BC), tl.arange(0, BD)
     W = _load(w + p * D * D, d, d, D, D, D)
     S = _load(s + p * D * D, d, d, D, D, D)
+    if ANCHOR:
+        M = _load(m + p * D * D, d, d, D, D, D)
     for n in range(N):
         pn = p * N + n
         if SAVE:
@@ -93,18 +97,23 @@ def _fwd1(qk, v, c, gt, beta, keep, fbeta, w, s, y, cw, cs, N, C, D,
         KT = tl.trans(K)
         S_new = b * S - _mm(KT, G * gn, PREC)  # momentum, summed over the chunk (eq 13)
         W = a * W + fb * S - _mm(KT, G * cn, PREC)  # forgetting and the write (eq 14)
+        if ANCHOR:
+            W += (1 - a) * M
         S = S_new
     _store(w + p * D * D, W, d, d, D, D, D)
     _store(s + p * D * D, S, d, d, D, D, D)
 
 
 @triton.jit
-def _bwd1(qk, v, c, gt, beta, keep, fbeta, cw, cs, dy, gw, gs, dqk, dv, dc, dgt, dbeta, dkeep, dfbeta,
-          N, C, D, BC: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
+def _bwd1(qk, v, c, gt, beta, keep, fbeta, cw, cs, m, dy, gw, gs, gm, dqk, dv, dc, dgt, dbeta, dkeep, dfbeta,
+          N, C, D, ANCHOR: tl.constexpr, BC: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     r, d = tl.arange(0, BC), tl.arange(0, BD)
     GW = _load(gw + p * D * D, d, d, D, D, D)  # dL/dW, dL/dS at the end of the chunk being undone
     GS = _load(gs + p * D * D, d, d, D, D, D)
+    if ANCHOR:
+        M = _load(m + p * D * D, d, d, D, D, D)
+        GM = tl.zeros((BD, BD), tl.float32)
     for i in range(N):
         pn = p * N + N - 1 - i
         W = _load(cw + pn * D * D, d, d, D, D, D)
@@ -122,7 +131,11 @@ def _bwd1(qk, v, c, gt, beta, keep, fbeta, cw, cs, dy, gw, gs, dqk, dv, dc, dgt,
         tl.store(dgt + pn * C + r, -rho * tl.sum(aS * G, 1), mask=r < C)
         tl.store(dc + pn * C + r, -rho * tl.sum(aW * G, 1), mask=r < C)
         tl.store(dbeta + pn, tl.sum(GS * S))
-        tl.store(dkeep + pn, tl.sum(GW * W))
+        if ANCHOR:  # W′ = A (W − M̄) + M̄ + …
+            tl.store(dkeep + pn, tl.sum(GW * (W - M)))
+            GM += (1 - a) * GW
+        else:
+            tl.store(dkeep + pn, tl.sum(GW * W))
         tl.store(dfbeta + pn, tl.sum(GW * S))
         dO = 2 * dG
         _store(dv + pn * C * D, -dO, r, d, C, D, D)
@@ -134,14 +147,18 @@ def _bwd1(qk, v, c, gt, beta, keep, fbeta, cw, cs, dy, gw, gs, dqk, dv, dc, dgt,
         GS = GS_new
     _store(gw + p * D * D, GW, d, d, D, D, D)
     _store(gs + p * D * D, GS, d, d, D, D, D)
+    if ANCHOR:
+        _store(gm + p * D * D, GM, d, d, D, D, D)
 
 
 @triton.jit
-def _fwd2(qk, v, c, gt, beta, keep, fbeta, w1, w2, s1, s2, y, cw1, cw2, cs1, cs2, N, C, D, HID,
-          SAVE: tl.constexpr, BC: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr):
+def _fwd2(qk, v, c, gt, beta, keep, fbeta, w1, w2, s1, s2, m1, m2, y, cw1, cw2, cs1, cs2, N, C, D, HID,
+          SAVE: tl.constexpr, ANCHOR: tl.constexpr, BC: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr,
+          PREC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     r, d, h = tl.arange(0, BC), tl.arange(0, BD), tl.arange(0, BH)
     w1, s1, w2, s2 = w1 + p * D * HID, s1 + p * D * HID, w2 + p * HID * D, s2 + p * HID * D
+    m1, m2 = m1 + p * D * HID, m2 + p * HID * D
     for n in range(N):
         pn = p * N + n
         Q = _load(qk + pn * 2 * C * D, r, d, C, D, D)
@@ -180,21 +197,27 @@ def _fwd2(qk, v, c, gt, beta, keep, fbeta, w1, w2, s1, s2, y, cw1, cw2, cs1, cs2
             Zk = _mm(K, W1, PREC)
             HT = tl.trans(_silu(Zk))
             G1 = _mm(G2, tl.trans(W2), PREC) * _dsilu(Zk)
+            W1 = a * W1 + fb * S1 - _mm(KT, G1 * cn1, PREC)
+            W2 = a * W2 + fb * S2 - _mm(HT, G2 * cn2, PREC)
+            if ANCHOR:
+                W1 += (1 - a) * _load(m1 + j, d, h, D, HID - j, HID)
+                W2 += (1 - a) * _load(m2 + j * D, h, d, HID - j, D, D)
             _store(s1 + j, b * S1 - _mm(KT, G1 * gn1, PREC), d, h, D, HID - j, HID)
-            _store(w1 + j, a * W1 + fb * S1 - _mm(KT, G1 * cn1, PREC), d, h, D, HID - j, HID)
+            _store(w1 + j, W1, d, h, D, HID - j, HID)
             _store(s2 + j * D, b * S2 - _mm(HT, G2 * gn2, PREC), h, d, HID - j, D, D)
-            _store(w2 + j * D, a * W2 + fb * S2 - _mm(HT, G2 * cn2, PREC), h, d, HID - j, D, D)
+            _store(w2 + j * D, W2, h, d, HID - j, D, D)
         tl.debug_barrier()
 
 
 @triton.jit
-def _bwd2(qk, v, c, gt, beta, keep, fbeta, cw1, cw2, cs1, cs2, dy, gw1, gw2, gs1, gs2,
+def _bwd2(qk, v, c, gt, beta, keep, fbeta, cw1, cw2, cs1, cs2, m1, m2, dy, gw1, gw2, gs1, gs2, gm1, gm2,
           dqk, dv, dc, dgt, dbeta, dkeep, dfbeta, N, C, D, HID,
-          BC: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr):
+          ANCHOR: tl.constexpr, BC: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     r, d, h = tl.arange(0, BC), tl.arange(0, BD), tl.arange(0, BH)
     # dL/dW, dL/dS at the end of the chunk being undone; overwritten with those at its start
     gw1, gs1, gw2, gs2 = gw1 + p * D * HID, gs1 + p * D * HID, gw2 + p * HID * D, gs2 + p * HID * D
+    m1, m2, gm1, gm2 = m1 + p * D * HID, m2 + p * HID * D, gm1 + p * D * HID, gm2 + p * HID * D  # anchor, dL/danchor
     for i in range(N):
         pn = p * N + N - 1 - i
         w1, s1, w2, s2 = cw1 + pn * D * HID, cs1 + pn * D * HID, cw2 + pn * HID * D, cs2 + pn * HID * D
@@ -245,7 +268,14 @@ def _bwd2(qk, v, c, gt, beta, keep, fbeta, cw1, cw2, cs1, cs2, dy, gw1, gw2, gs1
             dcn -= rho2 * tl.sum(hW * G2, 1)
             dG2 += _mm(dG1 * _dsilu(Zk), W2, PREC)  # g₁ = (g₂ W₂ᵀ) σ′(z)
             db += tl.sum(GS1 * S1, 1) + tl.sum(GS2 * S2, 0)
-            da += tl.sum(GW1 * W1, 1) + tl.sum(GW2 * W2, 0)
+            if ANCHOR:  # W′ = A (W − M̄) + M̄ + …
+                M1 = _load(m1 + j, d, h, D, HID - j, HID)
+                M2 = _load(m2 + j * D, h, d, HID - j, D, D)
+                da += tl.sum(GW1 * (W1 - M1), 1) + tl.sum(GW2 * (W2 - M2), 0)
+                _store(gm1 + j, _load(gm1 + j, d, h, D, HID - j, HID) + (1 - a) * GW1, d, h, D, HID - j, HID)
+                _store(gm2 + j * D, _load(gm2 + j * D, h, d, HID - j, D, D) + (1 - a) * GW2, h, d, HID - j, D, D)
+            else:
+                da += tl.sum(GW1 * W1, 1) + tl.sum(GW2 * W2, 0)
             dfb += tl.sum(GW1 * S1, 1) + tl.sum(GW2 * S2, 0)
         dO = 2 * dG2
         _store(dv + pn * C * D, -dO, r, d, C, D, D)
@@ -299,48 +329,57 @@ def _f32(x: Tensor, rows: int) -> Tensor:
     return out.view(rows, *x.shape[2:])
 
 
-def _forward(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], state: State, save: bool):
+def _forward(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], L: int, state: State, save: bool):
     """Launch the forward kernel: y, the final state, and what the backward needs (with `save`, the
-    chunk-start states)."""
+    chunk-start states and the anchors)."""
     B, H, N, C2, D = qk.shape
-    C, n_seq, L = C2 // 2, B * H, len(state) // 2
+    C, n_seq = C2 // 2, B * H
     qk, v = qk.reshape(n_seq, N, C2, D).contiguous(), v.reshape(n_seq, N, C, D).contiguous()
     coef = [x.reshape(n_seq, *x.shape[2:]).float().contiguous() for x in coef]
-    work = [_f32(x, n_seq) for x in state]
+    work = [_f32(x, n_seq) for x in state[: 2 * L]]
+    anchor = [_f32(x, n_seq) for x in state[2 * L:]]
     starts = [x.new_empty(n_seq, N, *x.shape[1:]) for x in work] if save else work
     y = qk.new_empty(n_seq, N, C, D)
     hidden = work[0].shape[-1]
     blocks = _blocks(C, D, hidden, qk.dtype)
+    m = anchor or work[:L]  # without an anchor the kernel never reads it
     if L == 1:
         blocks.pop("BH")
-        _fwd1[(n_seq,)](qk, v, *coef, *work, y, *starts, N, C, D, SAVE=save, **blocks)
+        _fwd1[(n_seq,)](qk, v, *coef, *work, *m, y, *starts, N, C, D, SAVE=save, ANCHOR=bool(anchor), **blocks)
     else:
-        _fwd2[(n_seq,)](qk, v, *coef, *work, y, *starts, N, C, D, hidden, SAVE=save, num_warps=8, **blocks)
+        _fwd2[(n_seq,)](qk, v, *coef, *work, *m, y, *starts, N, C, D, hidden, SAVE=save, ANCHOR=bool(anchor),
+                        num_warps=8, **blocks)
     out = [w.view(x.shape).to(x.dtype) for w, x in zip(work, state)]
-    return y.view(B, H, N, C, D), out, (qk, v, coef, starts)
+    return y.view(B, H, N, C, D), out, (qk, v, coef, starts, anchor)
 
 
 class TritonUpdate(torch.autograd.Function):
-    """`chunk.ChunkUpdate` in Triton: same inputs (qk, v, c, gt, beta, keep, fbeta, *weights, *momentum)."""
+    """`chunk.ChunkUpdate` in Triton: same inputs (qk, v, c, gt, beta, keep, fbeta, L, *weights, *momentum,
+    *anchor)."""
 
     @staticmethod
-    def infer(qk: Tensor, v: Tensor, *args: Tensor) -> tuple[Tensor, ...]:
-        y, state, _ = _forward(qk, v, args[:5], args[5:], save=False)
+    def infer(qk: Tensor, v: Tensor, *args) -> tuple[Tensor, ...]:
+        y, state, _ = _forward(qk, v, args[:5], args[5], args[6:], save=False)
         return (y, *state)
 
     @staticmethod
-    def forward(ctx, qk: Tensor, v: Tensor, *args: Tensor) -> tuple[Tensor, ...]:
-        y, state, (qk2, v2, coef, starts) = _forward(qk, v, args[:5], args[5:], save=True)
-        ctx.save_for_backward(qk2, v2, *coef, *starts)
-        ctx.meta = [(x.shape, x.dtype) for x in (qk, v, *args)]
+    def forward(ctx, qk: Tensor, v: Tensor, *args) -> tuple[Tensor, ...]:
+        L = args[5]
+        y, state, (qk2, v2, coef, starts, anchor) = _forward(qk, v, args[:5], L, args[6:], save=True)
+        ctx.save_for_backward(qk2, v2, *coef, *starts, *anchor)
+        ctx.meta = [(x.shape, x.dtype) for x in (qk, v, *args[:5], *args[6:])]
+        ctx.layers = L
         return (y, *state)
 
     @staticmethod
-    def backward(ctx, dy: Tensor, *dstate: Tensor) -> tuple[Tensor, ...]:
-        qk, v, c, gt, beta, keep, fbeta, *starts = ctx.saved_tensors
+    def backward(ctx, dy: Tensor, *dstate: Tensor) -> tuple[Tensor | None, ...]:
+        qk, v, c, gt, beta, keep, fbeta, *rest = ctx.saved_tensors
         n_seq, N, C2, D = qk.shape
-        C, L = C2 // 2, len(dstate) // 2
+        C, L = C2 // 2, ctx.layers
+        starts, anchor = rest[: 2 * L], rest[2 * L:]
         carry = [_f32(x, n_seq) for x in dstate]
+        danchor = [torch.zeros_like(x) for x in anchor]
+        m, dm = (anchor, danchor) if anchor else (carry[:L], carry[:L])  # never touched without an anchor
         dy = dy.reshape(n_seq, N, C, D).float().contiguous()
         dqk, dv = torch.empty(qk.shape, device=qk.device), torch.empty(v.shape, device=v.device)
         dcoef = [torch.empty_like(x) for x in (c, gt, beta, keep, fbeta)]
@@ -348,22 +387,25 @@ class TritonUpdate(torch.autograd.Function):
         blocks = _blocks(C, D, hidden, qk.dtype)
         if L == 1:
             blocks.pop("BH")
-            _bwd1[(n_seq,)](qk, v, c, gt, beta, keep, fbeta, *starts, dy, *carry, dqk, dv, *dcoef, N, C, D, **blocks)
+            _bwd1[(n_seq,)](qk, v, c, gt, beta, keep, fbeta, *starts, *m, dy, *carry, *dm, dqk, dv, *dcoef, N, C, D,
+                            ANCHOR=bool(anchor), **blocks)
         else:
-            _bwd2[(n_seq,)](qk, v, c, gt, beta, keep, fbeta, *starts, dy, *carry, dqk, dv, *dcoef,
-                          N, C, D, hidden, num_warps=8, **blocks)
-        return tuple(g.view(shape).to(dtype) for g, (shape, dtype) in zip((dqk, dv, *dcoef, *carry), ctx.meta))
+            _bwd2[(n_seq,)](qk, v, c, gt, beta, keep, fbeta, *starts, *m, dy, *carry, *dm, dqk, dv, *dcoef,
+                            N, C, D, hidden, ANCHOR=bool(anchor), num_warps=8, **blocks)
+        grads = (dqk, dv, *dcoef, *carry, *danchor)
+        out = tuple(g.view(shape).to(dtype) for g, (shape, dtype) in zip(grads, ctx.meta))
+        return (*out[:7], None, *out[7:])
 
 
 def memory_triton(
     q: Tensor, k: Tensor, v: Tensor,
     theta: Tensor, eta: Tensor, alpha: Tensor,
     weights: State, momentum: State,
-    chunk_size: int,
+    chunk_size: int, anchor: State | None = None,
 ) -> tuple[Tensor, State, State]:
     """Same contract as `naive.memory_naive`, through the Triton kernels (memory_depth 1 or 2)."""
     if len(weights) not in DEPTHS:
         raise ValueError(f"the Triton backend supports memory_depth in {DEPTHS}, got {len(weights)}")
     if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("the Triton backend needs CUDA tensors (or TRITON_INTERPRET=1 to run on the CPU)")
-    return chunked(TritonUpdate, q, k, v, theta, eta, alpha, weights, momentum, chunk_size)
+    return chunked(TritonUpdate, q, k, v, theta, eta, alpha, weights, momentum, chunk_size, anchor)

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from titans_ts import VARIANTS, MemoryState, TitansConfig, TitansEncoder
+from titans_ts import VARIANTS, MemoryState, NeuralMemory, TitansConfig, TitansEncoder
 
 
 def stream(enc, x, lengths, state=None):
@@ -143,12 +143,22 @@ def test_bad_inputs(make_encoder):
     ("memory_lr", 0.0, "TitansConfig.memory_lr"),
     ("alpha_init", 1.0, r"TitansConfig.alpha_init must be in \(0, 1\), got 1.0"),
     ("alpha_init", 0, "TitansConfig.alpha_init"),
+    ("forget_toward", "init", r"TitansConfig.forget_toward must be one of \('zero', 'initial'\)"),
     ("dropout", 1.0, "TitansConfig.dropout"),
     ("backend", "gpu", "TitansConfig.backend"),
 ])
 def test_bad_config_names_the_field(field, value, pattern):
     with pytest.raises(ValueError, match=pattern):
         TitansConfig(**{field: value})
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forget_toward_reaches_every_memory(variant):
+    enc = TitansEncoder(TitansConfig(d_model=16, heads=2, n_layers=2, variant=variant, forget_toward="initial"))
+    memories = [m for m in enc.modules() if isinstance(m, NeuralMemory)]
+    assert len(memories) >= 2 and all(m.forget_toward == "initial" for m in memories)
+    assert all(m.forget_toward == "zero" for m in TitansEncoder(TitansConfig(d_model=16, heads=2)).modules()
+               if isinstance(m, NeuralMemory))
 
 
 def test_mac_segments_must_hold_whole_chunks():

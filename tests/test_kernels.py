@@ -213,3 +213,51 @@ def test_step_scale_keeps_a_deep_memory_stable(monkeypatch):
         monkeypatch.setattr(chunk_module, "step_scale", lambda a: torch.ones_like(a[..., :1]))
         _, w_plain, _ = memory_chunk(k, k, v, *gates, w, s, C)
     assert not torch.isfinite(w_plain[0]).all()
+
+
+def anchors(tensors, L, seed=5):
+    """Random anchors M̄, one (H, d_in, d_out) per layer: broadcast over the batch like M_0."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(*x.shape[1:], generator=g, dtype=x.dtype) for x in tensors[6: 6 + L])
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("T,chunk,loud", [(13, 4, False), (8, 4, True), (5, 1, False)])
+def test_anchored_forgetting_chunk_equals_naive(depth, T, chunk, loud):
+    """Forgetting towards an anchor (eq 14 with M_t − M̄): values and gradients of every input, M̄ included."""
+    tensors, L = make_inputs(T=T, depth=depth, grad=True, loud=loud)
+    anchor = tuple(m.requires_grad_() for m in anchors(tensors, L))
+    outs = []
+    for fn in (memory_naive, memory_chunk):
+        y, w, s = fn(*tensors[:6], tuple(tensors[6: 6 + L]), tuple(tensors[6 + L:]), chunk, anchor)
+        loss = y.sin().sum() + sum((x * x).sum() for x in w) + sum(x.cos().sum() for x in s)
+        outs.append([y, *w, *torch.autograd.grad(loss, tensors + list(anchor))])
+    for a, b in zip(*outs):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-9)
+
+
+def test_anchor_of_zeros_is_the_papers_forgetting_and_a_chunk_without_writes_decays_to_the_anchor():
+    tensors, L = make_inputs(T=12)
+    zero = tuple(torch.zeros(x.shape[1:], dtype=x.dtype) for x in tensors[6: 6 + L])
+    for a, b in zip(call(memory_chunk, tensors, L, 4), memory_chunk(*tensors[:6], tuple(tensors[6: 6 + L]),
+                                                                   tuple(tensors[6 + L:]), 4, zero)):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
+    # θ = 0 and no momentum: one chunk leaves W = A W₀ + (1 − A) M̄ with A = ∏ (1 − α_t)
+    q, k, v, _, eta, alpha, *state = tensors
+    w, s = tuple(state[:L]), tuple(torch.zeros_like(x) for x in state[L:])
+    anchor = anchors(tensors, L)
+    _, w_new, _ = memory_chunk(q[:, :, :4], k[:, :, :4], v[:, :, :4], torch.zeros_like(eta[:, :, :4]),
+                               eta[:, :, :4], alpha[:, :, :4], w, s, 4, anchor)
+    keep = (1 - alpha[:, :, :4]).prod(-1)[..., None, None]
+    for x, x0, m in zip(w_new, w, anchor):
+        torch.testing.assert_close(x, keep * x0 + (1 - keep) * m, atol=1e-12, rtol=0)
+
+
+def test_surprise_writes_the_anchored_update():
+    (q, k, v, th, et, al, *state), L = make_inputs(T=21, depth=2)
+    w, s = tuple(state[:L]), tuple(state[L:])
+    anchor = anchors([q, k, v, th, et, al, *state], L)
+    *_, w_new, s_new = memory_surprise(k, v, th, et, al, w, s, 5, anchor=anchor)
+    _, w_upd, s_upd = memory_chunk(q, k, v, th, et, al, w, s, 5, anchor)
+    for a, b in zip(w_new + s_new, w_upd + s_upd):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)

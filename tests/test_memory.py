@@ -83,6 +83,7 @@ def test_load_refuses_a_pickle_and_runs_nothing(tmp_path):
     (dict(d_model=8, max_lr=2.0), "NeuralMemory.max_lr"),
     (dict(d_model=8, alpha_init=0.0), r"NeuralMemory.alpha_init must be in \(0, 1\)"),
     (dict(d_model=8, backend="tpu"), "NeuralMemory.backend"),
+    (dict(d_model=8, forget_toward="one"), "NeuralMemory.forget_toward must be one of"),
 ])
 def test_bad_arguments(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -95,6 +96,25 @@ def test_alpha_init_sets_the_forgetting_gate():
     mem = NeuralMemory(8, heads=2, alpha_init=0.01)
     _, _, alpha = mem._gates(torch.zeros(1, 3, 8))
     torch.testing.assert_close(alpha, torch.full((1, 2, 3), 0.01))
+
+
+@pytest.mark.parametrize("forget_toward", ["zero", "initial"])
+def test_fast_forgetting_returns_the_memory_to_its_anchor(forget_toward):
+    """With α_t ≈ 1/4 a memory keeps a few tokens: forgetting towards "zero" loses M_0, towards "initial"
+    it keeps it (eq 14 with M_t − M_0), in every layer and for every backend the module can pick."""
+    torch.manual_seed(0)
+    mem = NeuralMemory(8, heads=2, chunk_size=4, alpha_init=0.25, forget_toward=forget_toward)
+    _, state = mem(torch.randn(2, 64, 8))
+    for i, m0 in enumerate(mem.initial):
+        w = state[f"w.{i}"]
+        if forget_toward == "zero":
+            assert w.norm() < 0.05 * m0.expand_as(w).norm()
+        else:
+            assert (w - m0).norm() < 0.2 * m0.expand_as(w).norm()
+    # from a detached state M_0 is reached only through the anchor: it learns there too
+    mem(torch.randn(2, 8, 8), state.detach())[0].square().sum().backward()
+    grads = [p.grad for p in mem.initial]
+    assert all(g is None for g in grads) if forget_toward == "zero" else all(g.abs().sum() > 0 for g in grads)
 
 
 def test_bad_input_shape_and_batch():

@@ -32,11 +32,16 @@ def make_inputs(B=2, H=2, T=37, D=8, depth=2, hidden=16, dtype=torch.float32, se
     return [t.to(dtype).float().to(DEVICE) for t in (q, k, rand(B, H, T, D), *gates, *w, *s)]
 
 
-def run(fn, tensors, chunk, dtype):
-    """Outputs and gradients of a loss touching y, the final weights and the final momentum."""
+def run(fn, tensors, chunk, dtype, anchored=False):
+    """Outputs and gradients of a loss touching y, the final weights and the final momentum; `anchored`
+    forgets towards random anchors (one (H, d_in, d_out) per layer) and adds their gradients."""
     leaves = [t.to(dtype).requires_grad_() for t in tensors]
     L = (len(leaves) - 6) // 2
-    y, w, s = fn(*leaves[:6], tuple(leaves[6: 6 + L]), tuple(leaves[6 + L:]), chunk)
+    if anchored:
+        g = torch.Generator().manual_seed(2)
+        leaves += [torch.randn(x.shape[1:], generator=g).to(x).requires_grad_() for x in leaves[6: 6 + L]]
+    y, w, s = fn(*leaves[:6], tuple(leaves[6: 6 + L]), tuple(leaves[6 + L: 6 + 2 * L]), chunk,
+                 tuple(leaves[6 + 2 * L:]) or None)
     g = torch.Generator().manual_seed(1)
     probes = [torch.randn(x.shape, generator=g).to(x) for x in (y, *w, *s)]
     loss = sum((x * p).float().sum() for x, p in zip((y, *w, *s), probes))
@@ -72,12 +77,23 @@ def test_triton_step_scales_equal_chunk(depth):
                  run(memory_chunk, tensors, 5, torch.float32), 1e-4)
 
 
-def test_triton_hidden_tiles(monkeypatch):
+@pytest.mark.parametrize("anchored", [False, True], ids=["zero", "anchor"])
+def test_triton_hidden_tiles(monkeypatch, anchored):
     """Depth 2 with the hidden layer streamed in three tiles, the last one partial (40 = 16 + 16 + 8)."""
     monkeypatch.setattr(triton_chunk, "HIDDEN_TILE", 16)
     tensors = make_inputs(B=1, T=21, hidden=40, seed=3)
-    assert_match(run(triton_chunk.memory_triton, tensors, 5, torch.float32),
-                 run(memory_chunk, tensors, 5, torch.float32), 1e-5)
+    assert_match(run(triton_chunk.memory_triton, tensors, 5, torch.float32, anchored),
+                 run(memory_chunk, tensors, 5, torch.float32, anchored), 1e-5)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_triton_anchored_forgetting_equals_chunk(depth):
+    """Forgetting towards an anchor M̄: outputs, final state and gradients, M̄'s included."""
+    tensors = make_inputs(depth=depth)
+    got = run(triton_chunk.memory_triton, tensors, 8, torch.float32, anchored=True)
+    want = run(memory_chunk, tensors, 8, torch.float32, anchored=True)
+    assert len(got) == len(want) == 1 + 2 * depth + 6 + 3 * depth
+    assert_match(got, want, 1e-4)
 
 
 @pytest.mark.parametrize("depth", [1, 2])

@@ -40,7 +40,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm = nn.RMSNorm(c.d_model)
         self.memory = NeuralMemory(c.d_model, c.heads, c.memory_depth, c.memory_expansion, c.chunk_size,
-                                   c.conv_kernel, c.memory_lr, c.alpha_init, c.backend)
+                                   c.conv_kernel, c.memory_lr, c.alpha_init, c.backend, c.forget_toward)
         self.norm_ff = nn.RMSNorm(c.d_model)
         self.ff = nn.Sequential(nn.Linear(c.d_model, c.ff_mult * c.d_model), nn.GELU(),
                                 nn.Linear(c.ff_mult * c.d_model, c.d_model))

@@ -8,6 +8,7 @@ from titans_ts.kernels import BACKENDS
 
 VARIANTS = ("mal", "mag", "mac", "lmm")
 ALPHA_INIT = 1 / (1 + math.exp(8))  # σ(−8): the memory's forgetting gate at the start keeps a write ~3,000 tokens
+FORGET_TOWARD = ("zero", "initial")  # where forgetting pulls the memory: the paper's zero, or its initial weights M_0
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class TitansConfig:
         step normalised by its input's energy) keeps the update stable.
     alpha_init: the forgetting gate α_t at initialisation (eq 13): a write fades by (1 − α_t) per token,
         so the memory starts out remembering about 1 / alpha_init tokens; training moves it per token.
+    forget_toward: what forgetting pulls the memory towards, "zero" (the paper) or "initial", its learnt
+        initial weights M_0, so that a memory which forgets fast still keeps what training put into M_0.
     """
 
     d_model: int = 64
@@ -39,6 +42,7 @@ class TitansConfig:
     conv_kernel: int = 4
     memory_lr: float = 0.5
     alpha_init: float = ALPHA_INIT
+    forget_toward: str = "zero"
     dropout: float = 0.0
     backend: str = "auto"
 
@@ -58,6 +62,8 @@ class TitansConfig:
             raise ValueError(f"TitansConfig.memory_lr must be in (0, 1], got {self.memory_lr!r}")
         if not (isinstance(self.alpha_init, (int, float)) and 0 < self.alpha_init < 1):
             raise ValueError(f"TitansConfig.alpha_init must be in (0, 1), got {self.alpha_init!r}")
+        if self.forget_toward not in FORGET_TOWARD:
+            raise ValueError(f"TitansConfig.forget_toward must be one of {FORGET_TOWARD}, got {self.forget_toward!r}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"TitansConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if self.backend not in BACKENDS:

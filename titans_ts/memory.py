@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from titans_ts.config import ALPHA_INIT, check_positive_int
+from titans_ts.config import ALPHA_INIT, FORGET_TOWARD, check_positive_int
 from titans_ts.kernels import BACKENDS, causal_conv_silu, memory_surprise, memory_update, mlp_forward
 from titans_ts.state import MemoryState
 
@@ -34,12 +34,14 @@ class NeuralMemory(nn.Module):
     Each of `heads` heads owns an MLP memory of depth `memory_depth` on d_model / heads features
     (hidden width `expansion` times that). Tokens are memorised in chunks of `chunk_size`; a partial
     chunk waits in the state until it fills, so a stream fed in any pieces equals one whole call.
-    `max_lr` bounds a chunk's step (see `_gates`); `alpha_init` is the forgetting gate α_t at the start.
+    `max_lr` bounds a chunk's step (see `_gates`); `alpha_init` is the forgetting gate α_t at the start;
+    `forget_toward` is "zero" (eq 14 as in the paper) or "initial": forgetting pulls the weights back to
+    M_0, so a memory that forgets fast returns to what training taught it instead of to nothing.
     """
 
     def __init__(self, d_model: int, heads: int = 1, memory_depth: int = 2, expansion: int = 4,
                  chunk_size: int = 64, conv_kernel: int = 4, max_lr: float = 0.5,
-                 alpha_init: float = ALPHA_INIT, backend: str = "auto"):
+                 alpha_init: float = ALPHA_INIT, backend: str = "auto", forget_toward: str = "zero"):
         super().__init__()
         for name, value in (("d_model", d_model), ("heads", heads), ("memory_depth", memory_depth),
                             ("expansion", expansion), ("chunk_size", chunk_size), ("conv_kernel", conv_kernel)):
@@ -52,8 +54,10 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"NeuralMemory.alpha_init must be in (0, 1), got {alpha_init!r}")
         if backend not in BACKENDS:
             raise ValueError(f"NeuralMemory.backend must be one of {BACKENDS}, got {backend!r}")
+        if forget_toward not in FORGET_TOWARD:
+            raise ValueError(f"NeuralMemory.forget_toward must be one of {FORGET_TOWARD}, got {forget_toward!r}")
         self.d_model, self.heads, self.chunk_size = d_model, heads, chunk_size
-        self.max_lr, self.backend = max_lr, backend
+        self.max_lr, self.backend, self.forget_toward = max_lr, backend, forget_toward
         dh = d_model // heads
         self.to_qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.conv = nn.Conv1d(3 * d_model, 3 * d_model, conv_kernel, groups=3 * d_model)  # depthwise, causal
@@ -112,7 +116,7 @@ class NeuralMemory(nn.Module):
         """Read the memory for every token and (if `memorize`) write every completed chunk into it."""
         st = self._check(x, state)
         q, parts, new = self._prepare(x, st)
-        y, new = stream(q, parts, st, new, self.chunk_size, memorize, self.backend)
+        y, new = stream(q, parts, st, new, self.chunk_size, memorize, self.backend, self._anchor())
         return self.out(y.transpose(1, 2).flatten(2)), new
 
     def surprise(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Surprise, MemoryState]:
@@ -125,10 +129,14 @@ class NeuralMemory(nn.Module):
         _, parts, new = self._prepare(x, st)
         parts, n_buf = buffered(parts, st)
         momentary, past, w, s = memory_surprise(*parts.values(), weights_of(st, "w"), weights_of(st, "s"),
-                                                self.chunk_size, memorize)
+                                                self.chunk_size, memorize, self._anchor())
         if memorize:
             new = commit(new, parts, w, s, self.chunk_size)
         return Surprise(momentary[:, :, n_buf:].transpose(1, 2), past[:, :, n_buf:].transpose(1, 2)), new
+
+    def _anchor(self) -> tuple[Tensor, ...] | None:
+        """What forgetting pulls the weights towards (eq 14): M_0, or None for zero."""
+        return tuple(self.initial) if self.forget_toward == "initial" else None
 
     def _prepare(self, x: Tensor, st: MemoryState) -> tuple[Tensor, dict[str, Tensor], MemoryState]:
         """Queries, then k, v, θ, η, α of x, and the state with its new conv history."""
@@ -188,9 +196,11 @@ def commit(new: MemoryState, parts: dict[str, Tensor], w: tuple[Tensor, ...], s:
 
 
 def stream(q: Tensor, parts: dict[str, Tensor], st: MemoryState, new: MemoryState, chunk_size: int,
-           memorize: bool = True, backend: str = "auto") -> tuple[Tensor, MemoryState]:
+           memorize: bool = True, backend: str = "auto",
+           anchor: tuple[Tensor, ...] | None = None) -> tuple[Tensor, MemoryState]:
     """Read M(q_t) for every query (B, H, T, d) and, with `memorize`, write every completed chunk of
-    `parts` (k, v (B, H, T, ·); θ, η, α (B, H, T)) after the partial chunk waiting in `st` (eqs 13–14).
+    `parts` (k, v (B, H, T, ·); θ, η, α (B, H, T)) after the partial chunk waiting in `st` (eqs 13–14),
+    forgetting towards `anchor` (None: zero).
 
     A token is read at the weights its chunk started with, so a stream cut into pieces of any lengths
     gives what one call gives. Returns y (B, H, T, d_out) and `new` with the memory written into it.
@@ -200,5 +210,5 @@ def stream(q: Tensor, parts: dict[str, Tensor], st: MemoryState, new: MemoryStat
     parts, n_buf = buffered(parts, st)
     if n_buf:  # buffered tokens were read in an earlier call
         q = torch.cat([q.new_zeros(*q.shape[:2], n_buf, q.shape[-1]), q], dim=2)
-    y, w, s = memory_update(q, *parts.values(), weights_of(st, "w"), weights_of(st, "s"), chunk_size, backend=backend)
+    y, w, s = memory_update(q, *parts.values(), weights_of(st, "w"), weights_of(st, "s"), chunk_size, backend, anchor)
     return y[:, :, n_buf:], commit(new, parts, w, s, chunk_size)
