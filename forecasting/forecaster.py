@@ -208,10 +208,11 @@ class TitansForecaster(BaseEstimator):
     a row's phase is its position from the first row of its fitted series.
 
     `memory_retention` (tokens) starts the encoder memory's forgetting gate at α_t = 1 / memory_retention
-    (eq 13; None: `TitansConfig`'s default, about 3,000). A model trained on fresh segments has not learnt
-    what to do with memories older than a segment, and when it streams for long they can make its
-    forecasts worse; set it near `segment_length` for such streams (BENCHMARKS.md, session 15). Faster
-    forgetting also forgets the memory's initial weights, so `surprise` singles out anomalies less.
+    (eq 13; None: `TitansConfig`'s default, about 3,000) and makes it forget towards the initial weights
+    M_0 that training learnt rather than towards zero (`TitansConfig.forget_toward="initial"`). A model
+    trained on fresh segments has not learnt what to do with memories older than a segment, and when it
+    streams for long they can make its forecasts worse; set it near `segment_length` for such streams
+    (BENCHMARKS.md, sessions 15–16). Faster forgetting still makes `surprise` single out anomalies less.
     """
 
     def __init__(self, horizon: int = 24, lookback: int = 96, variant: str = "mal", *, d_model: int = 32,
@@ -236,7 +237,8 @@ class TitansForecaster(BaseEstimator):
         return TitansConfig(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
                             window=self.window or self.lookback, chunk_size=self.chunk_size,
                             memory_depth=self.memory_depth,
-                            alpha_init=ALPHA_INIT if self.memory_retention is None else 1 / self.memory_retention)
+                            alpha_init=ALPHA_INIT if self.memory_retention is None else 1 / self.memory_retention,
+                            forget_toward="zero" if self.memory_retention is None else "initial")
 
     def _validate_params(self) -> TitansConfig:
         for name in ("horizon", "lookback", "patch", "max_epochs", "batch_size"):

@@ -187,11 +187,13 @@ def test_bad_parameters_name_the_field():
 
 
 def test_memory_retention_starts_the_forgetting_gate():
-    """α_t starts at 1 / memory_retention in every layer's memory; None keeps the encoder's default."""
-    for retention, alpha in ((None, TitansConfig().alpha_init), (50, 1 / 50)):
+    """α_t starts at 1 / memory_retention in every layer's memory, forgetting towards M_0; None keeps the
+    encoder's defaults (σ(−8), towards zero)."""
+    for retention, alpha, toward in ((None, TitansConfig().alpha_init, "zero"), (50, 1 / 50, "initial")):
         net = TitansForecaster(**dict(SMALL, n_layers=2, memory_retention=retention))._net(1)
         for layer in net.encoder.layers:
             heads = layer.memory.heads
+            assert layer.memory.forget_toward == toward
             torch.testing.assert_close(torch.sigmoid(layer.memory.to_gates.bias[2 * heads:]),
                                        torch.full((heads,), alpha))
 
