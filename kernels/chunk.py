@@ -44,7 +44,7 @@ def momentum_scan(eta: Tensor) -> tuple[Tensor, Tensor]:
     diff = log_eta[..., :, None] - log_eta[..., None, :]
     C = eta.shape[-1]
     causal = torch.ones(C, C, dtype=torch.bool, device=eta.device).tril()
-    return torch.exp(diff.masked_fill(~causal, float("-inf"))), torch.exp(log_eta)
+    return diff.masked_fill_(~causal, float("-inf")).exp_(), torch.exp(log_eta)  # in place: one (C, C) buffer per chunk
 
 
 def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tensor, ...]:

@@ -50,4 +50,4 @@ def causal_conv_silu(feats: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """SiLU(Σ_i feats[:, i: i + T] · weight[i] + bias) for feats (B, K − 1 + T, c), weight (K, c), bias (c,)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (feats, weight, bias)):
         return CausalConvSiLU.apply(feats, weight, bias)
-    return torch.nn.functional.silu(_conv(feats, weight, bias))
+    return torch.nn.functional.silu(_conv(feats, weight, bias), inplace=True)  # no graph: one buffer, not two

@@ -90,7 +90,8 @@ class NeuralMemory(nn.Module):
         mixed = causal_conv_silu(feats, self.conv.weight[:, 0].t().contiguous(), self.conv.bias)
         qk = _unit(mixed[..., : 2 * self.d_model].unflatten(-1, (2 * self.heads, -1)))  # q, k per head at unit length
         q, k = (t.transpose(1, 2) for t in qk.chunk(2, dim=2))
-        return k, self._split(mixed[..., 2 * self.d_model:]), q, feats[:, feats.shape[1] - st["conv"].shape[1]:]
+        history = feats[:, feats.shape[1] - st["conv"].shape[1]:].clone()  # a copy, so that feats can be freed
+        return k, self._split(mixed[..., 2 * self.d_model:]), q, history
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         g = self.to_gates(x).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
