@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
     p.add_argument("--period", type=int, help="take this cycle off the series (24: daily, for hourly data)")
     p.add_argument("--memory-retention", type=int,
-                   help="start the encoder memory's forgetting gate at 1 / this many tokens (default: ~3,000)")
+                   help="start the encoder memory's forgetting gate at 1 / this many tokens, forgetting towards "
+                        "its learnt initial weights (default: ~3,000, towards zero)")
     p.add_argument("--linear", choices=LINEAR, default="trained",
                    help="the forecaster's linear branch: trained on from the ridge fit, or kept at it")
     p.add_argument("--seed", type=int, default=0)

@@ -45,8 +45,9 @@ def model_args(p) -> None:
     p.add_argument("--period", type=int,
                    help="length of a cycle to take off before the model reads the series (e.g. 24 for hourly data)")
     p.add_argument("--memory-retention", type=int,
-                   help="start the memory's forgetting at 1 / this many steps (default about 3,000); near 2 x "
-                        "lookback keeps forecasts over a long stream close to fresh-window ones")
+                   help="start the memory's forgetting at 1 / this many steps, towards its learnt initial weights "
+                        "(default about 3,000, towards zero); near the lookback keeps forecasts over a "
+                        "long stream as good as fresh-window ones")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -211,8 +211,9 @@ class TitansForecaster(BaseEstimator):
     (eq 13; None: `TitansConfig`'s default, about 3,000) and makes it forget towards the initial weights
     M_0 that training learnt rather than towards zero (`TitansConfig.forget_toward="initial"`). A model
     trained on fresh segments has not learnt what to do with memories older than a segment, and when it
-    streams for long they can make its forecasts worse; set it near `segment_length` for such streams
-    (BENCHMARKS.md, sessions 15–16). Faster forgetting still makes `surprise` single out anomalies less.
+    streams for long they can make its forecasts worse; set it near `lookback` for such streams (on ETTh1,
+    96 streams below fresh windows at every horizon; BENCHMARKS.md, sessions 15–16). Faster forgetting
+    still makes `surprise` single out anomalies less.
     """
 
     def __init__(self, horizon: int = 24, lookback: int = 96, variant: str = "mal", *, d_model: int = 32,
