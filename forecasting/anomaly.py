@@ -26,13 +26,15 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
     onset (4 was best on held-out synthetic streams; 1 for spikes alone).
     `contamination`: the expected share of anomalies in the training data; it sets `offset_`, the
     threshold of `decision_function` (negative means anomalous) and of `predict` (−1 anomalous, 1 normal).
+    `memory_retention`: as in `TitansForecaster` (None keeps the memory's slow default forgetting).
     """
 
     def __init__(self, lookback: int = 96, contamination: float = 0.01, variant: str = "mal", *, smoothing: int = 4,
-                 d_model: int = 32, n_layers: int = 2, max_epochs: int = 5, time_col: str | None = None,
-                 random_state: int | None = None, progress: bool = False):
+                 d_model: int = 32, n_layers: int = 2, max_epochs: int = 5, memory_retention: int | None = None,
+                 time_col: str | None = None, random_state: int | None = None, progress: bool = False):
         self.lookback, self.contamination, self.variant, self.smoothing = lookback, contamination, variant, smoothing
         self.d_model, self.n_layers, self.max_epochs = d_model, n_layers, max_epochs
+        self.memory_retention = memory_retention
         self.time_col, self.random_state, self.progress = time_col, random_state, progress
 
     def fit(self, X, y=None) -> TitansAnomalyDetector:
@@ -42,7 +44,8 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
         if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, int) or self.smoothing < 1:
             raise ValueError(f"smoothing must be an integer >= 1, got {self.smoothing!r}")
         f = TitansForecaster(horizon=1, lookback=self.lookback, variant=self.variant, d_model=self.d_model,
-                             n_layers=self.n_layers, max_epochs=self.max_epochs, time_col=self.time_col,
+                             n_layers=self.n_layers, max_epochs=self.max_epochs,
+                             memory_retention=self.memory_retention, time_col=self.time_col,
                              random_state=self.random_state, progress=self.progress).fit(X)
         fresh = copy.copy(f)
         fresh.streams_ = {k: f._fresh() for k in f.streams_}  # score X as a stream from its start

@@ -250,7 +250,8 @@ def anomalies(params: dict, seed: int = 0, window: int = 48) -> list[dict]:
     x, labels = data.values[split:], data.labels[split:]
     t0 = time.perf_counter()
     det = TitansAnomalyDetector(lookback=window, contamination=0.01, variant=params["variant"],
-                                max_epochs=params["max_epochs"], random_state=seed).fit(data.values[:split])
+                                max_epochs=params["max_epochs"], memory_retention=params.get("memory_retention"),
+                                random_state=seed).fit(data.values[:split])
     scores = {"titans-surprise": (-det.score_samples(x), time.perf_counter() - t0)}
     t0 = time.perf_counter()
     full = data.values

@@ -49,3 +49,11 @@ def test_update_then_score_equals_scoring_the_whole_block(detector, stream):
     whole = d.score_samples(stream.values[400:500])
     d.update(stream.values[400:450])
     np.testing.assert_allclose(d.score_samples(stream.values[450:500]), whole[50:], atol=1e-5)
+
+
+def test_memory_retention_reaches_the_forecaster(stream):
+    det = TitansAnomalyDetector(contamination=0.02, memory_retention=48, **SMALL).fit(stream.values[:400])
+    assert det.forecaster_.memory_retention == 48
+    assert all(layer.memory.forget_toward == "initial" for layer in det.forecaster_.net_.encoder.layers)
+    with pytest.raises(ValueError, match="memory_retention must be None or an integer >= 2"):
+        TitansAnomalyDetector(memory_retention=1, **SMALL).fit(stream.values[:400])
