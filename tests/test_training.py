@@ -77,13 +77,21 @@ def test_without_validation_monitors_training_loss():
 
 
 def test_fit_keeps_lightning_internals_quiet():
-    """In-memory loaders and Lightning's use of a deprecated torch API are not the caller's concern."""
+    """In-memory loaders, batches skipped by a step's None and Lightning's use of a deprecated torch API
+    are not the caller's concern."""
     torch.manual_seed(0)
     train, val = loaders()
+    calls = []
+
+    def skip_first(model, batch):  # None: the loop's way to skip a batch
+        calls.append(batch)
+        return None if len(calls) == 1 else step(model, batch)
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit(Toy(), train, val, step=step, max_epochs=1, progress=False)
+        fit(Toy(), train, val, step=skip_first, max_epochs=1, progress=False)
         warnings.warn("a caller's own warning still shows")
     messages = [str(w.message) for w in caught]
-    assert not [m for m in messages if "many workers" in m or "treespec" in m]
+    assert len(calls) > 1  # the first batch was skipped, the rest trained
+    assert not [m for m in messages if "many workers" in m or "treespec" in m or "returned `None`" in m]
     assert "a caller's own warning still shows" in messages

@@ -122,8 +122,9 @@ def fit(
     try:
         with warnings.catch_warnings():
             # Lightning's noise that no caller can act on: the batches are built in memory, so loading them
-            # in-process is deliberate, and its tree helpers call a torch API that torch has deprecated
-            warnings.filterwarnings("ignore", message=".*(does not have many workers|treespec).*")
+            # in-process is deliberate; a step's None skips its batch by this loop's contract; and its tree
+            # helpers call a torch API that torch has deprecated
+            warnings.filterwarnings("ignore", message=".*(does not have many workers|returned `None`|treespec).*")
             trainer = pl.Trainer(
                 max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
                 gradient_clip_val=gradient_clip, deterministic=seed is not None, callbacks=callbacks,
