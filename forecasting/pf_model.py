@@ -33,7 +33,8 @@ class TitansPFModel(BaseModelWithCovariates):
 
     Titans hyper-parameters (see `titans_ts.TitansConfig`): d_model, n_layers, heads, variant
     ("mal", "mag", "mac", "lmm"), window, chunk_size, memory_depth, persistent_tokens, memory_lr, alpha_init
-    (where the memory's forgetting gate starts), dropout.
+    (where the memory's forgetting gate starts), forget_toward ("zero" or "initial": what forgetting pulls
+    the memory towards), dropout.
     The covariate arguments (static_reals, x_reals, embedding_sizes, ...) are filled in by `from_dataset`;
     `prediction_length` is the dataset's `max_prediction_length`. `loss` defaults to `QuantileLoss()`;
     any point or quantile metric works (not distribution losses, not classification targets).
@@ -51,6 +52,7 @@ class TitansPFModel(BaseModelWithCovariates):
         persistent_tokens: int = 4,
         memory_lr: float = 0.5,
         alpha_init: float = ALPHA_INIT,
+        forget_toward: str = "zero",
         dropout: float = 0.0,
         prediction_length: int = 1,
         output_size: int | list[int] = 1,
@@ -98,7 +100,7 @@ class TitansPFModel(BaseModelWithCovariates):
         config = TitansConfig(d_model=d_model, n_layers=n_layers, heads=heads, variant=variant, window=window,
                               chunk_size=chunk_size, memory_depth=memory_depth,
                               persistent_tokens=persistent_tokens, memory_lr=memory_lr, alpha_init=alpha_init,
-                              dropout=dropout)
+                              forget_toward=forget_toward, dropout=dropout)
 
         self.input_embeddings = MultiEmbedding(embedding_sizes=embedding_sizes, x_categoricals=x_categoricals,
                                                categorical_groups=categorical_groups,

@@ -70,7 +70,8 @@ def test_pf_model_trains_one_epoch_and_predicts_quantiles():
 def test_pf_model_passes_the_titans_settings_to_its_encoder():
     _, ds = _dataset()
     model = TitansPFModel.from_dataset(ds, d_model=16, n_layers=1, heads=2, window=16, chunk_size=8,
-                                       memory_lr=0.25, alpha_init=0.01)
+                                       memory_lr=0.25, alpha_init=0.01, forget_toward="initial")
     memory = model.encoder.layers[0].memory
     assert memory.max_lr == 0.25 and model.hparams.alpha_init == 0.01
+    assert memory.forget_toward == model.hparams.forget_toward == "initial"
     torch.testing.assert_close(torch.sigmoid(memory.to_gates.bias[2 * memory.heads:]), torch.full((2,), 0.01))
