@@ -89,16 +89,24 @@ def throughput(batch: int, lengths: list[int], repeats: int) -> dict:
     return out
 
 
-def update_flops(batch: int, T: int, hidden: int, backward: bool) -> float:
-    """Matmul FLOPs of the chunk path as implemented (backward includes its recomputation)."""
-    C = CHUNK
-    dims = [(D_MODEL, hidden), (hidden, D_MODEL)]
-    every, later = sum(a * b for a, b in dims), sum(a * b for a, b in dims[1:])
-    hidden_layers = sum(a * b for a, b in dims[:-1])
-    fwd = 8 * C * every + 2 * C * later  # read + key pass on 2C rows, surprise chain, the [S | W] write per layer
-    # write backward and forward pass backwards per layer, recomputed hidden layers (2C rows), surprise chain
-    bwd = 16 * C * every + 4 * C * hidden_layers + 6 * C * later
-    return batch * HEADS * (T // C) * (fwd + (bwd if backward else 0))
+MATMULS = ("aten::mm", "aten::bmm", "aten::baddbmm", "aten::baddbmm_", "aten::addmm", "aten::addmm_")
+
+
+def matmul_flops(fn: Callable[[], None]) -> float:
+    """FLOPs of the matmuls `fn` runs, counted from the shapes of the calls it makes (outermost matmul
+    ops only: on the CPU `baddbmm_` runs one `addmm_` per batch element), so the count follows the code."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    total = 0
+    for e in prof.events():
+        parent = e.cpu_parent
+        while parent is not None and parent.name not in MATMULS:
+            parent = parent.cpu_parent
+        if e.name not in MATMULS or parent is not None:
+            continue
+        a, b = e.input_shapes[1:3] if e.name.startswith(("aten::addmm", "aten::baddbmm")) else e.input_shapes[:2]
+        total += 2 * math.prod(a) * b[-1]
+    return float(total)
 
 
 def matmul_gflops(batch: int, hidden: int, repeats: int) -> float:
@@ -140,10 +148,10 @@ def update_gflops(batch: int, T: int, repeats: int) -> dict:
         torch.autograd.grad(y.sum() + sum(x.sum() for x in w2 + s2), leaves)
 
     out = {"matmul_gflops": matmul_gflops(batch, hidden, repeats)}
-    for name, fn, bwd in (("inference", infer, False), ("training", train, True)):
-        fn()
+    for name, fn in (("inference", infer), ("training", train)):
+        out[f"{name}_gflop"] = matmul_flops(fn) / 1e9  # also the warm-up
         sec = statistics.median(seconds(fn) for _ in range(repeats))
-        out[f"{name}_gflops"] = update_flops(batch, T, hidden, bwd) / sec / 1e9
+        out[f"{name}_gflops"] = out[f"{name}_gflop"] / sec
     return out
 
 
@@ -199,6 +207,13 @@ def report(res: dict) -> None:
     print(f"memory_update at T={res['gflops_T']}: inference {g['inference_gflops']:.1f} GFLOP/s, training "
           f"{g['training_gflops']:.1f} GFLOP/s; torch.matmul on the same shapes {g['matmul_gflops']:.1f} GFLOP/s "
           f"({g['inference_gflops'] / g['matmul_gflops']:.0%} / {g['training_gflops'] / g['matmul_gflops']:.0%})")
+    T = res["gflops_T"]
+    print(f"at T={T}, ms per call: the update's matmuls ({g['inference_gflop']:.2f} / {g['training_gflop']:.2f} GFLOP) at "
+          f"torch.matmul's rate · titans_ts · one fifth of tp paper")
+    for mode in ("inference", "training"):
+        ms = {name: 1e3 * res["throughput"][name][mode][T]["seconds"] for name in MODELS}
+        print(f"  {mode:<10} {1e3 * g[f'{mode}_gflop'] / g['matmul_gflops']:7.0f} {ms['titans_ts']:7.0f} "
+              f"{ms['titans_pytorch_paper'] / 5:7.0f}")
     print(f"peak memory of a training step at T={res['peak_T']} (MiB above baseline):")
     for name, mib in res["peak_mib"].items():
         print(f"  {name:<24} {mib if isinstance(mib, str) else f'{mib:,.0f}'}")
