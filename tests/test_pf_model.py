@@ -51,9 +51,10 @@ def test_pf_model_trains_one_epoch_and_predicts_quantiles():
         assert torch.equal(model(x)["prediction"], model(peeked)["prediction"])
     untrained = _loss(model, fixed)
 
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", limit_train_batches=20, logger=False,
+    val = ds.to_dataloader(train=False, batch_size=64, num_workers=0)  # its val_loss drives the LR schedule
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", limit_train_batches=20, limit_val_batches=2, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, train)
+    trainer.fit(model, train, val)
     trained = _loss(model, fixed)
     assert trained < 0.8 * untrained, (untrained, trained)  # better than the naive start it began from
 
