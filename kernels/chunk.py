@@ -11,7 +11,8 @@ scan and the forgetting product collapse into two scalar weights per token:
 
 and each Σ_j c_j u_j is one matmul, because u_j for a layer is the outer product aᵀ g of that layer's
 input and output gradient. Gradients of the memory MLP are derived by hand (no per-sample autograd).
-The decay products are formed as exponentials of differences of cumulative log sums (never > 1).
+The forgetting products are exponentials of differences of cumulative log sums (never > 1); c and γ
+follow a suffix recursion, run in log₂ C doubling steps over all chunks at once.
 
 The loop is built for few ops per chunk, since on the CPU each op costs microseconds whatever its size:
 each layer's momentum and weights sit side by side in one buffer [S | W] (d_in, 2, d_out), so one
@@ -47,17 +48,30 @@ def momentum_scan(eta: Tensor) -> tuple[Tensor, Tensor]:
     return diff.masked_fill_(~causal, float("-inf")).exp_(), torch.exp(log_eta)  # in place: one (C, C) buffer per chunk
 
 
+def suffix_scan(a: Tensor, b: Tensor) -> Tensor:
+    """x_j = b_j + a_j x_{j+1} along the last dimension (x past the end is 0), by recursive doubling:
+    log₂ C steps over whole tensors, each term a product of gates (never > 1 for gates in (0, 1))."""
+    shift = lambda x, s: F.pad(x[..., s:], (0, s))  # noqa: E731  x_{j+s}, zero past the end
+    x, s = b, 1
+    while s < b.shape[-1]:
+        x, a, s = x + a * shift(x, s), a * shift(a, s), 2 * s
+    return x
+
+
 def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tensor, ...]:
     """Per-chunk decay weights from gates shaped (..., N, C), all chunks at once.
 
     Returns c (..., N, C) and γ·θ (..., N, C) for the gradient sums, and β_C, A_C, Σ f β (..., N).
+    c_j / θ_j = f_j + η_{j+1} c_{j+1} / θ_{j+1} and γ_j = η_{j+1} γ_{j+1} are suffix recursions, so
+    no C × C matrix of momentum products is formed.
     """
-    L, beta = momentum_scan(eta)
     log_keep = torch.log((1 - alpha).clamp_min(_TINY)).cumsum(-1)  # Σ_{m≤i} log(1 − α_m)
     f = torch.exp(log_keep[..., -1:] - log_keep)  # f_i = ∏_{i<m≤C} (1 − α_m)   (eq 14 unrolled)
-    c = theta * (f.unsqueeze(-2) @ L).squeeze(-2)
-    gamma_theta = theta * L[..., -1, :]
-    return c, gamma_theta, beta[..., -1], torch.exp(log_keep[..., -1]), (f * beta).sum(-1)
+    beta = torch.exp(torch.log(eta.clamp_min(_TINY)).cumsum(-1))  # β_i = ∏_{m≤i} η_m   (eq 13 unrolled)
+    last = torch.zeros_like(f)
+    last[..., -1] = 1
+    r, gamma = suffix_scan(F.pad(eta[..., 1:], (0, 1)), torch.stack([f, last]))
+    return theta * r, theta * gamma, beta[..., -1], torch.exp(log_keep[..., -1]), (f * beta).sum(-1)
 
 
 def step_scale(a: Tensor) -> Tensor:

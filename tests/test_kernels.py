@@ -97,6 +97,27 @@ def test_chunk_gradient_of_outputs_alone():
         torch.testing.assert_close(g_chunk, g_naive, atol=1e-6, rtol=0)
 
 
+
+@pytest.mark.parametrize("C", [64, 37, 1])
+def test_chunk_coefficients_equal_the_products_they_stand_for(C):
+    """c, γθ, β_C, A_C and Σ f β of float32 gates (η from 1e-6 to near 1, so that long products underflow)
+    against the sums of products written out in float64, token by token."""
+    g = torch.Generator().manual_seed(C)
+    theta = torch.rand(3, C, generator=g)
+    eta = torch.rand(3, C, generator=g) ** torch.tensor([1.0, 0.02, 40.0])[:, None]  # middling, near 1, near 0
+    eta[2, ::3] = 1e-6
+    alpha = 0.3 * torch.rand(3, C, generator=g)
+    c, gt, beta_c, keep_c, fbeta = chunk_module.chunk_coefficients(theta, eta, alpha)
+    th, et, keep = theta.double(), eta.double(), 1 - alpha.double()
+    prod = lambda x, a, b: x[:, a:b].prod(-1)  # noqa: E731  ∏_{a≤m<b}, 1 when empty
+    f = torch.stack([prod(keep, i + 1, C) for i in range(C)], -1)  # f_i = ∏_{i<m≤C} (1 − α_m)
+    beta = torch.stack([prod(et, 0, i + 1) for i in range(C)], -1)  # β_i = ∏_{m≤i} η_m
+    want_c = th * torch.stack([sum(f[:, i] * prod(et, j + 1, i + 1) for i in range(j, C)) for j in range(C)], -1)
+    want_gt = th * torch.stack([prod(et, j + 1, C) for j in range(C)], -1)
+    for got, want in ((c, want_c), (gt, want_gt), (beta_c, beta[:, -1]), (keep_c, prod(keep, 0, C)),
+                      (fbeta, (f * beta).sum(-1))):
+        torch.testing.assert_close(got.double(), want, atol=1e-7, rtol=1e-5)
+
 def test_inference_keeps_no_states(monkeypatch):
     """Under torch.no_grad the chunk path saves nothing for a backward and builds no graph."""
     tensors, L = make_inputs(T=12, grad=True)
