@@ -182,3 +182,30 @@ def test_surprise_rides_on_the_same_stream(variant, make_encoder):
     b, _, _ = enc.surprise(x[:, 20:], mid)
     for pa, pb, whole in zip(a, b, score):
         torch.testing.assert_close(torch.cat([pa, pb], dim=1), whole, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("pieces", [[7], [32], [33], [150], [5, 40, 3, 70]], ids=str)
+def test_sliding_window_attention_equals_the_masked_softmax_written_out(pieces):
+    """Both paths (one masked block up to `DENSE` windows, blocks beyond), with a KV cache across pieces,
+    against softmax over [persistent ‖ the w most recent positions] formed whole in float64."""
+    from titans_ts.attention import DENSE, Attention, rotary
+
+    torch.manual_seed(0)
+    w, heads, d = 8, 2, 16
+    att = Attention(d, heads, w, persistent_tokens=3).double()
+    x = torch.randn(2, sum(pieces), d, dtype=torch.float64)
+    assert {n <= DENSE * w for n in pieces} == {True, False} or len(pieces) == 1  # mixed pieces take both paths
+    y, state, start = [], None, 0
+    for n in pieces:
+        out, state = att(x[:, start: start + n], state)
+        y.append(out)
+        start += n
+    T = x.shape[1]
+    q, k, v = (att._split(t) for t in att.qkv(x).chunk(3, dim=-1))
+    q, k = rotary(torch.arange(T), q, k)
+    kp, vp = att._persistent_kv(2)
+    t = torch.arange(T)
+    allowed = torch.cat([torch.ones(T, 3, dtype=torch.bool), (t[None] <= t[:, None]) & (t[None] > t[:, None] - w)], 1)
+    scores = (q @ torch.cat([kp, k], 2).mT / (d // heads) ** 0.5).masked_fill(~allowed, float("-inf"))
+    want = att._merge(scores.softmax(-1) @ torch.cat([vp, v], 2))
+    torch.testing.assert_close(torch.cat(y, 1), want, atol=1e-12, rtol=0)

@@ -1,8 +1,9 @@
 """Short-term memory: causal sliding-window attention with persistent tokens (paper §3.3, §4).
 
 Each query sees the `window` most recent positions (itself included) and the learnable persistent
-tokens, which hold task knowledge independent of the input. Queries are processed in blocks of
-(at most) `window`, each against its own `2·window − 1` keys, so compute and memory are O(T·w), never T×T.
+tokens, which hold task knowledge independent of the input. A long input is processed in blocks of
+`window` queries, each against its own `2·window − 1` keys, so compute and memory are O(T·w), never T×T;
+an input of at most `DENSE` windows is one masked block (fewer, larger products: faster at that size).
 Streaming keeps a KV cache of the last `window − 1` positions. Rotary embeddings give positions.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from titans_ts.state import MemoryState
+
+DENSE = 4  # inputs of at most this many windows attend in one masked block
 
 
 @functools.lru_cache(maxsize=16)
@@ -57,11 +60,20 @@ class Attention(nn.Module):
         return (self._split(t.unsqueeze(0)).expand(batch, -1, -1, -1) for t in (k, v))
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
-        """softmax([q kpᵀ ‖ q kᵀ masked]) [vp ‖ v]; q (..., n, D), k (..., m, D), allowed broadcasts to (..., n, m)."""
+        """softmax(q [kp ‖ k]ᵀ / √D, k masked where not `allowed`) [vp ‖ v]; q (B, H, n, D), k (B, H, m, D),
+        kp (B, H, Np, D), allowed (n, m): one block, in the fused kernel."""
+        keys, vals = torch.cat([kp, k], dim=2), torch.cat([vp, v], dim=2)
+        mask = torch.cat([allowed.new_ones(allowed.shape[0], kp.shape[2]), allowed], dim=-1)
+        return F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask)
+
+    @staticmethod
+    def _attend_blocks(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
+        """The same for blocks, q (B, H, nb, bq, D) against their own keys k (B, H, nb, m, D), allowed (nb, bq, m),
+        kp (B, H, 1, Np, D): the persistent tokens' scores are joined to each block's, not their keys (many
+        small products: faster by hand than through the fused kernel)."""
         scale = 1 / math.sqrt(q.shape[-1])
         s = (q @ k.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
-        sp = q @ kp.transpose(-1, -2) * scale
-        p = torch.softmax(torch.cat([sp, s], dim=-1), dim=-1)
+        p = torch.softmax(torch.cat([q @ kp.transpose(-1, -2) * scale, s], dim=-1), dim=-1)
         return p[..., : kp.shape[-2]] @ vp + p[..., kp.shape[-2]:] @ v
 
     def forward(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
@@ -82,7 +94,7 @@ class Attention(nn.Module):
         new = MemoryState(k=keys[:, :, keys.shape[2] - keep:], v=vals[:, :, vals.shape[2] - keep:],
                           pos=state["pos"] + n)
         kp, vp = self._persistent_kv(B)
-        if n < w:  # a short (streamed) input: one block, query j sees keys cached + j − P … cached + j
+        if n <= DENSE * w:  # one block: query j sees keys cached + j − P … cached + j
             j = torch.arange(cached, cached + n, device=x.device)[:, None]
             m = torch.arange(cached + n, device=x.device)[None, :]
             return self._merge(self._attend(q, keys, vals, (m <= j) & (m >= j - P), kp, vp)), new
@@ -93,12 +105,11 @@ class Attention(nn.Module):
         kpad, vpad = (F.pad(t, (0, 0, pad_left, pad_right)) for t in (keys, vals))
         # block b holds queries [b·bq, (b+1)·bq) and keys [b·bq − P, (b+1)·bq), i.e. bq + P of them
         kwin, vwin = (t.unfold(2, bq + P, bq).transpose(-1, -2) for t in (kpad, vpad))  # (B, H, nb, bq+P, D)
-        vwin_mask = valid.unfold(0, bq + P, bq)[:, None, :]  # (nb, 1, bq+P)
         j = torch.arange(bq, device=x.device)[:, None]
         m = torch.arange(bq + P, device=x.device)[None, :]
-        band = (m >= j) & (m <= j + P)  # key m is one of the w most recent for query j
+        band = (m >= j) & (m <= j + P) & valid.unfold(0, bq + P, bq)[:, None, :]  # key m is one of the w most recent
         qb = F.pad(q, (0, 0, 0, pad_right)).unflatten(2, (nb, bq))
-        o = self._attend(qb, kwin, vwin, band & vwin_mask, kp.unsqueeze(2), vp.unsqueeze(2)).flatten(2, 3)[:, :, :n]
+        o = self._attend_blocks(qb, kwin, vwin, band, kp.unsqueeze(2), vp.unsqueeze(2)).flatten(2, 3)[:, :, :n]
         return self._merge(o), new
 
     def segment(self, x: Tensor, h: Tensor) -> Tensor:
