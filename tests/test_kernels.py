@@ -97,7 +97,6 @@ def test_chunk_gradient_of_outputs_alone():
         torch.testing.assert_close(g_chunk, g_naive, atol=1e-6, rtol=0)
 
 
-
 @pytest.mark.parametrize("C", [64, 37, 1])
 def test_chunk_coefficients_equal_the_products_they_stand_for(C):
     """c, γθ, β_C, A_C and Σ f β of float32 gates (η from 1e-6 to near 1, so that long products underflow)
@@ -117,6 +116,7 @@ def test_chunk_coefficients_equal_the_products_they_stand_for(C):
     for got, want in ((c, want_c), (gt, want_gt), (beta_c, beta[:, -1]), (keep_c, prod(keep, 0, C)),
                       (fbeta, (f * beta).sum(-1))):
         torch.testing.assert_close(got.double(), want, atol=1e-7, rtol=1e-5)
+
 
 def test_inference_keeps_no_states(monkeypatch):
     """Under torch.no_grad the chunk path saves nothing for a backward and builds no graph."""

@@ -59,7 +59,8 @@ class Attention(nn.Module):
         _, k, v = self.qkv(self.persistent).chunk(3, dim=-1)
         return (self._split(t.unsqueeze(0)).expand(batch, -1, -1, -1) for t in (k, v))
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
+    @staticmethod
+    def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
         """softmax(q [kp ‖ k]ᵀ / √D, k masked where not `allowed`) [vp ‖ v]; q (B, H, n, D), k (B, H, m, D),
         kp (B, H, Np, D), allowed (n, m): one block, in the fused kernel."""
         keys, vals = torch.cat([kp, k], dim=2), torch.cat([vp, v], dim=2)
