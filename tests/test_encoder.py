@@ -184,7 +184,28 @@ def test_surprise_rides_on_the_same_stream(variant, make_encoder):
         torch.testing.assert_close(torch.cat([pa, pb], dim=1), whole, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("pieces", [[7], [32], [33], [150], [5, 40, 3, 70]], ids=str)
+@pytest.mark.parametrize("dim", [8, 9])
+def test_rotary_turns_each_pair_by_its_angle(dim):
+    """Feature pairs (i, i + D/2) turn by pos · 10000^(−i/(D/2)), written out; an odd D's last feature stays;
+    so scores of turned q and k depend on the positions' difference only."""
+    from titans_ts.attention import rotary
+
+    torch.manual_seed(0)
+    half = dim // 2
+    x = torch.randn(2, 3, 5, dim, dtype=torch.float64)
+    pos = torch.tensor([0, 1, 7, 100, 1000])
+    (got,) = rotary(pos, x)
+    angle = pos[:, None].double() * 10000.0 ** (-torch.arange(half, dtype=torch.float64) / half)
+    a, b = x[..., :half], x[..., half: 2 * half]
+    want = torch.cat([a * angle.cos() - b * angle.sin(), a * angle.sin() + b * angle.cos(), x[..., 2 * half:]], -1)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    q, k = x, x.flip(0)
+    scores = [(rotary(pos + s, q)[0] * rotary(pos + s - 3, k)[0]).sum(-1) for s in (0, 37)]  # k 3 steps behind
+    torch.testing.assert_close(scores[0], scores[1], atol=1e-9, rtol=0)
+    assert not torch.allclose(scores[0], (rotary(pos, q)[0] * rotary(pos - 4, k)[0]).sum(-1))
+
+
+@pytest.mark.parametrize("pieces", [[7], [32], [33], [150], [5, 40, 3, 70], [1, 1, 9, 1, 40, 1]], ids=str)
 def test_sliding_window_attention_equals_the_masked_softmax_written_out(pieces):
     """Both paths (one masked block up to `DENSE` windows, blocks beyond), with a KV cache across pieces,
     against softmax over [persistent ‖ the w most recent positions] formed whole in float64."""

@@ -21,22 +21,27 @@ DENSE = 4  # inputs of at most this many windows attend in one masked block
 
 
 @functools.lru_cache(maxsize=16)
-def _frequencies(half: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    return 10000.0 ** (-torch.arange(half, device=device, dtype=dtype) / half)
+def _frequencies(dim: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Each feature's angular frequency (features i and i + dim/2 turn together; an odd dim's last stays)
+    and the sign its sine takes in the rotation."""
+    half = dim // 2
+    f = 10000.0 ** (-torch.arange(half, device=device, dtype=dtype) / half)
+    one, rest = torch.ones_like(f), f.new_zeros(dim - 2 * half)
+    return torch.cat([f, f, rest]), torch.cat([-one, one, rest])
 
 
 def rotary(pos: Tensor, *xs: Tensor) -> tuple[Tensor, ...]:
-    """Rotary position embedding of each x (B, H, T, D) at integer positions `pos` (T,), one angle table for all."""
-    half = xs[0].shape[-1] // 2
+    """Rotary position embedding of each x (B, H, T, D) at integer positions `pos` (T,), one angle table for all:
+    x = (a, b) becomes x cos + (b, a) · (−sin, sin), each pair (a_i, b_i) turned by its frequency times pos."""
+    D = xs[0].shape[-1]
+    half = D // 2
     if half == 0:
         return xs
-    angle = pos.to(xs[0].dtype)[:, None] * _frequencies(half, xs[0].device, xs[0].dtype)
-    cos, sin = angle.cos(), angle.sin()
-    out = []
-    for x in xs:
-        a, b, rest = x[..., :half], x[..., half: 2 * half], x[..., 2 * half:]
-        out.append(torch.cat([a * cos - b * sin, a * sin + b * cos, rest], dim=-1))
-    return tuple(out)
+    freq, sign = _frequencies(D, xs[0].device, xs[0].dtype)
+    angle = pos.to(xs[0].dtype)[:, None] * freq
+    cos, sin = angle.cos(), angle.sin() * sign
+    return tuple(torch.addcmul(x * cos, torch.cat([x[..., half: 2 * half], x[..., :half], x[..., 2 * half:]], dim=-1),
+                               sin) for x in xs)
 
 
 class Attention(nn.Module):
@@ -60,12 +65,12 @@ class Attention(nn.Module):
         return (self._split(t.unsqueeze(0)).expand(batch, -1, -1, -1) for t in (k, v))
 
     @staticmethod
-    def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
-        """softmax(q [kp ‖ k]ᵀ / √D, k masked where not `allowed`) [vp ‖ v]; q (B, H, n, D), k (B, H, m, D),
-        kp (B, H, Np, D), allowed (n, m): one block, in the fused kernel."""
-        keys, vals = torch.cat([kp, k], dim=2), torch.cat([vp, v], dim=2)
-        mask = torch.cat([allowed.new_ones(allowed.shape[0], kp.shape[2]), allowed], dim=-1)
-        return F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask)
+    def _attend(q: Tensor, keys: Tensor, vals: Tensor, allowed: Tensor | None, n_persistent: int) -> Tensor:
+        """softmax(q keysᵀ / √D, masked where not `allowed`) vals; q (B, H, n, D), keys (B, H, Np + m, D) with the
+        persistent tokens' Np first (always seen), allowed (n, m) or None for all: one block, in the fused kernel."""
+        if allowed is not None:
+            allowed = torch.cat([allowed.new_ones(allowed.shape[0], n_persistent), allowed], dim=-1)
+        return F.scaled_dot_product_attention(q, keys, vals, attn_mask=allowed)
 
     @staticmethod
     def _attend_blocks(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
@@ -80,25 +85,29 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
         """Sliding-window attention over x (B, T, d) continuing the stream in `state`."""
         B, n, _ = x.shape
-        w, P = self.window, self.window - 1
-        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
-        D = q.shape[-1]
+        w, P, H = self.window, self.window - 1, self.heads
+        qkv = self.qkv(x).unflatten(-1, (3 * H, -1)).transpose(1, 2)  # (B, 3H, n, D): q, k, v heads
+        D = qkv.shape[-1]
         if state is None:
             ck = x.new_zeros(B, self.heads, 0, D)
             state = MemoryState(k=ck, v=ck, pos=torch.zeros((), dtype=torch.long, device=x.device))
         start = int(state["pos"])
         pos = torch.arange(start, start + n, device=x.device)
-        q, k = rotary(pos, q, k)
-        keys, vals = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
-        cached = state["k"].shape[2]
+        qk, = rotary(pos, qkv[:, : 2 * H])  # q and k turned in one pass
+        q, k, v = qk[:, :H], qk[:, H:], qkv[:, 2 * H:]
+        kp, vp = self._persistent_kv(B)
+        Np, cached = kp.shape[2], state["k"].shape[2]
+        keys, vals = torch.cat([kp, state["k"], k], dim=2), torch.cat([vp, state["v"], v], dim=2)
         keep = min(P, cached + n)
         new = MemoryState(k=keys[:, :, keys.shape[2] - keep:], v=vals[:, :, vals.shape[2] - keep:],
                           pos=state["pos"] + n)
-        kp, vp = self._persistent_kv(B)
+        if n == 1:  # one query (a stream's step) sees every cached key: no mask
+            return self._merge(self._attend(q, keys, vals, None, Np)), new
         if n <= DENSE * w:  # one block: query j sees keys cached + j − P … cached + j
             j = torch.arange(cached, cached + n, device=x.device)[:, None]
             m = torch.arange(cached + n, device=x.device)[None, :]
-            return self._merge(self._attend(q, keys, vals, (m <= j) & (m >= j - P), kp, vp)), new
+            return self._merge(self._attend(q, keys, vals, (m <= j) & (m >= j - P), Np)), new
+        keys, vals = keys[:, :, Np:], vals[:, :, Np:]
         bq = w  # queries per block
         nb = -(-n // bq)
         pad_left, pad_right = P - cached, nb * bq - n
@@ -122,5 +131,5 @@ class Attention(nn.Module):
         q, k, kh = rotary(pos, q, k, kh)
         causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         kp, vp = self._persistent_kv(B)
-        o = self._attend(q, torch.cat([kh, k], dim=2), torch.cat([vh, v], dim=2), causal.repeat(1, 2), kp, vp)
-        return self._merge(o)
+        keys, vals = torch.cat([kp, kh, k], dim=2), torch.cat([vp, vh, v], dim=2)
+        return self._merge(self._attend(q, keys, vals, causal.repeat(1, 2), kp.shape[2]))

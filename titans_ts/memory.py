@@ -94,13 +94,13 @@ class NeuralMemory(nn.Module):
         return k, self._split(mixed[..., 2 * self.d_model:]), q, history
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        g = self.to_gates(x).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
-        eta, alpha = torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 2])  # momentum η_t, forgetting α_t (eqs 13, 14)
+        g = torch.sigmoid(self.to_gates(x)).transpose(1, 2).unflatten(1, (3, self.heads))  # (B, 3, H, T)
+        rate, eta, alpha = g.unbind(1)  # θ_t's rate, momentum η_t, forgetting α_t (eqs 13, 14)
         # learning rate θ_t (eq 13), scaled so that a chunk moves the memory by at most `max_lr` times its
         # mean gradient, however large η_t; the kernels scale each layer's gradient by 1 / max(1, ‖input‖²)
         # (normalised LMS), so the update stays stable even when the keys are all alike or the hidden
         # activations grow
-        theta = self.max_lr / self.chunk_size * (1 - eta) * torch.sigmoid(g[:, 0])
+        theta = self.max_lr / self.chunk_size * (1 - eta) * rate
         return theta, eta, alpha
 
     def _check(self, x: Tensor, state: MemoryState | None) -> MemoryState:
@@ -206,10 +206,13 @@ def stream(q: Tensor, parts: dict[str, Tensor], st: MemoryState, new: MemoryStat
     A token is read at the weights its chunk started with, so a stream cut into pieces of any lengths
     gives what one call gives. Returns y (B, H, T, d_out) and `new` with the memory written into it.
     """
+    w, s = weights_of(st, "w"), weights_of(st, "s")
     if not memorize:
-        return mlp_forward(weights_of(st, "w"), q), new
+        return mlp_forward(w, q), new
     parts, n_buf = buffered(parts, st)
+    if parts["k"].shape[2] < chunk_size:  # no chunk completes: read at the current weights, the tokens wait
+        return mlp_forward(w, q), commit(new, parts, w, s, chunk_size)
     if n_buf:  # buffered tokens were read in an earlier call
         q = torch.cat([q.new_zeros(*q.shape[:2], n_buf, q.shape[-1]), q], dim=2)
-    y, w, s = memory_update(q, *parts.values(), weights_of(st, "w"), weights_of(st, "s"), chunk_size, backend, anchor)
+    y, w, s = memory_update(q, *parts.values(), w, s, chunk_size, backend, anchor)
     return y[:, :, n_buf:], commit(new, parts, w, s, chunk_size)
