@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(2, f"{parser.prog}: error: {err}\n")
         if args.quick:
             split = subsample(split, 200)
-        models = {"titans": (f"titans-{args.variant}", titans(params)),
+        models = {"titans": (f"titans-{params['variant']}", titans(params)),
                   "kmer": (f"{args.k}-mer logreg", kmer_baseline(args.k)),
                   "kmer-position": (f"{args.k}-mer+pos logreg", kmer_baseline(args.k, positional=True))}
         for model, trainer in (models[m] for m in args.models):
