@@ -4,15 +4,26 @@
 
 Prints a table and writes JSON `{"dataset", "results": [{"model", "protocol", "horizon", "mse", "mae",
 "train_seconds"}, ...]}`. Errors are on values scaled by the training rows' statistics, averaged over
-every window, step and channel. A ridge baseline runs on the same windows in the same command.
+every window, step and channel. Baselines run on the same windows in the same command.
+
+Each forecasting protocol fits on its training rows and scores a validation set first (the standard
+protocol's validation windows, the online protocol's validation rows streamed online, a second motif
+stream); `--select KEY=V1,V2 ...` fits every combination of the given settings, keeps the one with the
+lowest validation score and reads the test rows for that one only (a `selection` row per candidate).
+
+    python -m titans_ts.forecasting.benchmark --data ETTh1.csv --protocols online --select period=none,24
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -66,9 +77,34 @@ def ridge_predict(model: Ridge, x: np.ndarray) -> np.ndarray:
     return model.predict(x.transpose(0, 2, 1).reshape(-1, T)).reshape(N, C, -1).transpose(0, 2, 1)
 
 
-def ett_standard(path: str, horizon: int, lookback: int, params: dict) -> list[dict]:
-    """The Informer / Time-Series-Library protocol, windowed and streaming, beside ridge."""
+@dataclass
+class Fitted:
+    """A forecaster fitted for one protocol: its validation score (what `--select` minimises) and what
+    the protocol's test phase needs."""
+
+    model: TitansForecaster
+    seconds: float
+    val: float
+    data: Any
+
+
+def standard_fit(path: str, horizon: int, lookback: int, params: dict) -> Fitted:
+    """Train on the standard protocol's training rows; the validation score is the MSE of the validation
+    windows, each read from a fresh memory as the test windows will be."""
     s = ett_splits(path, lookback=lookback, scale=True)
+    xv, yv = windows(s.val, lookback, horizon)
+    f = TitansForecaster(horizon=horizon, lookback=lookback, **params)
+    t0 = time.perf_counter()
+    f.fit(s.train, val=s.val[lookback:])  # the fitted series' row 0 is the first training row
+    seconds = time.perf_counter() - t0
+    first_val = s.borders.val[0] - s.borders.train[0] + np.arange(len(xv))
+    val_mse, val_mae = scores(f.forecast_windows(xv, first_val), yv)
+    return Fitted(f, seconds, val_mse, dict(splits=s, val_mae=val_mae))
+
+
+def standard_test(fitted: Fitted, params: dict) -> list[dict]:
+    """The Informer / Time-Series-Library protocol on the test rows, windowed and streaming, beside ridge."""
+    f, s, lookback, horizon = fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon
     x, y = windows(s.train, lookback, horizon)
     xv, yv = windows(s.val, lookback, horizon)
     xt, yt = windows(s.test, lookback, horizon)
@@ -81,104 +117,167 @@ def ett_standard(path: str, horizon: int, lookback: int, params: dict) -> list[d
         pred, true = ridge_cycle(s, lookback, horizon, params["period"])
         rows.append(dict(model=f"ridge+cycle{params['period']}", protocol="windowed", horizon=horizon,
                          train_seconds=time.perf_counter() - t0, **dict(zip(("mse", "mae"), scores(pred, true)))))
-    f = TitansForecaster(horizon=horizon, lookback=lookback, **params)
-    t0 = time.perf_counter()
-    f.fit(s.train, val=s.val[lookback:])  # the fitted series' row 0 is the first training row
-    seconds = time.perf_counter() - t0
     first = s.borders.test[0] - s.borders.train[0] + np.arange(len(xt))  # each test window's first row
-    first_val = s.borders.val[0] - s.borders.train[0] + np.arange(len(xv))
-    rows.append(dict(model=f"titans-{f.variant}", protocol="windowed", horizon=horizon, train_seconds=seconds,
+    rows.append(dict(model=f"titans-{f.variant}", protocol="windowed", horizon=horizon, train_seconds=fitted.seconds,
                      **dict(zip(("mse", "mae"), scores(f.forecast_windows(xt, first), yt))),
-                     # the same forecasts on the validation windows: what a choice between configurations may use
-                     **dict(zip(("val_mse", "val_mae"), scores(f.forecast_windows(xv, first_val), yv)))))
+                     # the same forecasts on the validation windows: what a choice between configurations uses
+                     val_mse=fitted.val, val_mae=fitted.data["val_mae"]))
     for memorize in (True, False):  # the memory has streamed everything before each origin (frozen: since fit)
-        bt = f.backtest(s.test[lookback:], start=0, stride=1, memorize=memorize)
-        pred = np.array(bt["forecast"].to_list()).reshape(-1, len(s.columns), horizon).transpose(0, 2, 1)
+        pred = backtest_forecasts(f, s.test[lookback:], memorize)
         rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="streaming",
-                         horizon=horizon, train_seconds=seconds, **dict(zip(("mse", "mae"), scores(pred, yt)))))
+                         horizon=horizon, train_seconds=fitted.seconds, **dict(zip(("mse", "mae"), scores(pred, yt)))))
     return rows
 
 
-def online(path: str, horizon: int, lookback: int, params: dict) -> list[dict]:
-    """FSNet / OneNet online protocol without its label leak: forecast, score, then stream the one new row."""
+def backtest_forecasts(f: TitansForecaster, rows: np.ndarray, memorize: bool) -> np.ndarray:
+    """Forecasts (K, horizon, C) at every origin of `rows` (a continuation of the streamed series), made
+    after streaming all rows before the origin."""
+    bt = f.backtest(rows, start=0, stride=1, memorize=memorize)
+    return np.array(bt["forecast"].to_list()).reshape(-1, rows.shape[1], f.horizon).transpose(0, 2, 1)
+
+
+def online_fit(path: str, horizon: int, lookback: int, params: dict) -> Fitted:
+    """Train on the online protocol's warm-up rows (early stopping on their tail), then score the leak-free
+    online protocol on the validation rows: forecast, score, stream the one new row. That MSE is the
+    validation score; the validation rows are then streamed, so the test stream continues from them."""
     s = ett_splits(path, lookback=lookback, scale=True, protocol="online")
-    stream = s.test[lookback:]  # rows of the online phase; the model has streamed everything before them
     f = TitansForecaster(horizon=horizon, lookback=lookback, **params)
     t0 = time.perf_counter()
-    f.fit(s.train, val=s.val[lookback:])
+    f.fit(s.train)
     seconds = time.perf_counter() - t0
-    _, yt = windows(np.concatenate([s.val[-lookback:], stream]), lookback, horizon)
+    val = s.val[lookback:]
+    val_mse = scores(backtest_forecasts(f, val, True), windows(s.val, lookback, horizon)[1])[0]
+    f.update(val)
+    return Fitted(f, seconds, val_mse, dict(splits=s))
+
+
+def online_test(fitted: Fitted, params: dict) -> list[dict]:
+    """FSNet / OneNet online protocol without its label leak, on the test stream, beside the naive last
+    value and online ridges that keep learning as the model does."""
+    f, s, lookback, horizon = fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon
+    stream = s.test[lookback:]  # rows of the online phase; the model has streamed everything before them
+    _, yt = windows(s.test, lookback, horizon)
     rows = []
     for memorize in (True, False):
-        bt = f.backtest(stream, start=0, stride=1, memorize=memorize)
-        pred = np.array(bt["forecast"].to_list()).reshape(-1, len(s.columns), horizon).transpose(0, 2, 1)
         rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="online",
-                         horizon=horizon, train_seconds=seconds, **dict(zip(("mse", "mae"), scores(pred, yt))),
-                         # the fit's best validation loss (point MSE + pinball, streamed over the validation
-                         # rows with the memory learning): what a choice between configurations may use
-                         val_loss=f.best_loss_))
+                         horizon=horizon, train_seconds=fitted.seconds, val_mse=fitted.val,
+                         **dict(zip(("mse", "mae"), scores(backtest_forecasts(f, stream, memorize), yt)))))
+    last = windows(s.test, lookback, horizon)[0][:, -1:]  # the last value of each window, held
+    rows.append(dict(model="naive-last-value", protocol="online", horizon=horizon, train_seconds=0.0,
+                     **dict(zip(("mse", "mae"), scores(np.broadcast_to(last, yt.shape), yt)))))
+    history = np.concatenate([s.train, s.val[lookback:]])
     rows.append(dict(model="online-ridge", protocol="online", horizon=horizon,
-                     **online_ridge(s.train, s.val[lookback:], stream, lookback, horizon)))
+                     **online_ridge(history, len(s.train), stream, lookback, horizon)))
+    period = params.get("period")
+    rows.append(dict(model="online-ridge-revin" + (f"+cycle{period}" if period else ""), protocol="online",
+                     horizon=horizon, **online_ridge(history, len(s.train), stream, lookback, horizon,
+                                                     normalise=True, period=period)))
     return rows
 
 
-def online_ridge(train: np.ndarray, val: np.ndarray, stream: np.ndarray, lookback: int, horizon: int) -> dict:
-    """Ridge that keeps learning: normal equations grow by every (window, future) pair fully observed."""
+def lagged(z: np.ndarray, origins: np.ndarray, lookback: int, horizon: int,
+           normalise: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per origin and channel (flattened, origin-major): the window before the origin with a constant 1
+    (N·C, L + 1), the `horizon` values from the origin (N·C, H; NaN past the end), and the level and
+    scale the window was normalised by (N·C,; 0 and 1 without `normalise`)."""
+    C = z.shape[1]
+    w = z[origins[:, None] + np.arange(-lookback, 0)].transpose(0, 2, 1).reshape(-1, lookback)
+    idx = origins[:, None] + np.arange(horizon)
+    after = np.where(idx[..., None] < len(z), z[np.minimum(idx, len(z) - 1)], np.nan).transpose(0, 2, 1)
+    level = w.mean(1) if normalise else np.zeros(len(w))
+    scale = w.std(1) + 1e-5 if normalise else np.ones(len(w))
+    x = np.hstack([(w - level[:, None]) / scale[:, None], np.ones((len(w), 1))])
+    return x, (after.reshape(-1, horizon) - level[:, None]) / scale[:, None], level, scale
+
+
+def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback: int, horizon: int,
+                 normalise: bool = False, period: int | None = None) -> dict:
+    """Ridge that keeps learning: forecast at every origin of `stream`, then grow the normal equations by the
+    (window, future) pair whose future has just been observed, as `update` lets the forecaster learn.
+
+    The penalty is picked on the pairs of `history[n_train:]` (the validation rows) after fitting the
+    training pairs; the forecasting starts from all pairs of `history`. `normalise` reads every window as the
+    forecaster does (less its own mean, over its own spread) and `period` takes the training rows' cycle off
+    first (`scaling.Scaler`), so the baseline gets the model's normalisation and cycle handling."""
     t0 = time.perf_counter()
-    x, y = windows(np.concatenate([train, val]), lookback, horizon)
-    xv, yv = windows(val, lookback, horizon)
-    alpha = ridge_fit(*windows(train, lookback, horizon), xv, yv).alpha
-    flat = lambda a: a.transpose(0, 2, 1).reshape(-1, a.shape[1])  # noqa: E731
-    X, Y = flat(x), flat(y)
-    X1 = np.hstack([X, np.ones((len(X), 1))])
-    A, b = X1.T @ X1 + alpha * np.eye(lookback + 1), X1.T @ Y
-    history = np.concatenate([train, val])
     full = np.concatenate([history, stream])
-    n0 = len(history)
-    preds, trues = [], []
-    for o in range(n0, len(full) - horizon + 1):
-        w = full[o - lookback: o].T  # (C, L): forecast first ...
-        coef = np.linalg.solve(A, b)
-        preds.append((np.hstack([w, np.ones((len(w), 1))]) @ coef).T)
-        trues.append(full[o: o + horizon])
+    z = full - Scaler.fit([history[:n_train]], period).season(0, len(full))
+    pairs = lambda lo, hi: lagged(z, np.arange(max(lo, lookback), hi - horizon + 1), lookback, horizon, normalise)[:2]  # noqa: E731
+    (x, y), (xv, yv) = pairs(0, n_train), pairs(n_train, len(history))
+    eye = np.eye(lookback + 1)
+    eye[-1, -1] = 0.0  # the constant goes unpenalised
+
+    def solve(xs: np.ndarray, ys: np.ndarray, alpha: float) -> np.ndarray:
+        return np.linalg.solve(xs.T @ xs + alpha * eye, xs.T @ ys)
+
+    alpha = min(ALPHAS, key=lambda al: ((xv @ solve(x, y, al) - yv) ** 2).mean())
+    x, y = pairs(0, len(history))
+    A, b = x.T @ x + alpha * eye, x.T @ y
+    n0, C = len(history), full.shape[1]
+    origins = np.arange(n0, len(full) - horizon + 1)
+    xs, _, level, scale = lagged(z, origins, lookback, horizon, normalise)
+    preds = np.empty((len(origins), C, horizon))
+    for i, o in enumerate(origins):
+        rows = slice(i * C, (i + 1) * C)  # forecast first ...
+        preds[i] = level[rows, None] + scale[rows, None] * (xs[rows] @ np.linalg.solve(A, b))
         done = o + 1 - horizon  # ... then learn from the pair whose future has now been observed
-        if done - lookback >= 0 and done >= n0 - horizon + 1:
-            xw = np.hstack([full[done - lookback: done].T, np.ones((full.shape[1], 1))])
+        if done >= n0 - horizon + 1:
+            xw, yw = lagged(z, np.array([done]), lookback, horizon, normalise)[:2]
             A += xw.T @ xw
-            b += xw.T @ full[done: done + horizon].T
-    mse, mae = scores(np.array(preds), np.array(trues))
+            b += xw.T @ yw
+    preds = preds.transpose(0, 2, 1) + Scaler.fit([history[:n_train]], period).season(origins, horizon)
+    trues = np.stack([full[o: o + horizon] for o in origins])
+    mse, mae = scores(preds, trues)
     return dict(mse=mse, mae=mae, train_seconds=time.perf_counter() - t0)
 
 
-def memorization(horizon: int, params: dict, seed: int = 0, channels: int = 8) -> list[dict]:
-    """Recurring motifs farther apart than the attention window: error on recurrences, memory on vs frozen.
+def motif_stream(seed: int, lookback: int, channels: int = 8):
+    """The memorisation protocol's streams: six motifs of 48 steps per channel recurring farther apart than
+    the window, in noise."""
+    return recurring_motifs(n_steps=6_000, n_channels=channels, n_motifs=6, motif_len=48, window=lookback,
+                            noise=0.05, seed=seed)
 
-    The model is fitted on one stream and then streams a second one whose motifs it has never seen, so
-    only what the memory learns at test time can recall them when they recur. Each of `channels` channels
-    has motifs of its own (the forecaster reads them as independent streams). A nearest-neighbour oracle
-    (the future of the most similar earlier window whose future is known) shows what recall could give.
-    """
+
+def on_recurrence(data, horizon: int) -> np.ndarray:
+    """For every origin of `data`, whether its whole horizon lies on a recurrence of a motif."""
+    mask = np.lib.stride_tricks.sliding_window_view(data.recurrence_mask(), horizon)
+    return mask.all(1)
+
+
+def recurrence_scores(f: TitansForecaster, data, memorize: bool) -> tuple[float, float]:
+    """MSE and MAE of the forecasts whose whole horizon lies on a recurrence, streaming `data` on from `f`."""
+    on = on_recurrence(data, f.horizon)
+    pred = backtest_forecasts(f, data.values, memorize)
+    return scores(pred[on], np.stack([data.values[o: o + f.horizon] for o in np.flatnonzero(on)]))
+
+
+def memorization_fit(horizon: int, params: dict, seed: int = 0) -> Fitted:
+    """Fit on one motif stream; the validation score is the recurrence MSE on a second stream of new motifs
+    (seed + 2; the test stream is seed + 1), read with the memory learning."""
     lookback = params.get("window") or 32
-    make = lambda s: recurring_motifs(n_steps=6_000, n_channels=channels, n_motifs=6, motif_len=48,  # noqa: E731
-                                      window=lookback, noise=0.05, seed=s)
     f = TitansForecaster(horizon=horizon, lookback=lookback, **params)
     t0 = time.perf_counter()
-    f.fit(make(seed).values)
+    f.fit(motif_stream(seed, lookback).values)
     seconds = time.perf_counter() - t0
-    data = make(seed + 1)  # new motifs
-    mask = data.recurrence_mask()
-    on = np.array([mask[o: o + horizon].all() for o in range(len(mask) - horizon + 1)])
-    rows = []
-    for memorize in (True, False):
-        bt = f.backtest(data.values, start=0, stride=1, memorize=memorize)
-        pred = np.array(bt["forecast"].to_list()).reshape(-1, channels, horizon)  # (K, C, H)
-        true = np.array(bt["actual"].to_list()).reshape(-1, channels, horizon)
-        origins = np.array(bt["origin"].to_list()).reshape(-1, channels)[:, 0]
-        mse, mae = scores(pred[on[origins]], true[on[origins]])
-        rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="memorization",
-                         horizon=horizon, mse=mse, mae=mae, train_seconds=seconds))
-    rows.append(dict(model="nearest-window oracle", protocol="memorization", horizon=horizon, train_seconds=0.0,
-                     **dict(zip(("mse", "mae"), nearest_window(data.values, on, lookback, horizon)))))
+    return Fitted(f, seconds, recurrence_scores(f, motif_stream(seed + 2, lookback), True)[0], dict(seed=seed))
+
+
+def memorization_test(fitted: Fitted, params: dict) -> list[dict]:
+    """Recurring motifs farther apart than the attention window: error on recurrences, memory on vs frozen.
+
+    The model streams a stream whose motifs it has never seen, so only what the memory learns at test time
+    can recall them when they recur. Each channel has motifs of its own (the forecaster reads them as
+    independent streams). A nearest-neighbour oracle (the future of the most similar earlier window whose
+    future is known) shows what recall could give.
+    """
+    f = fitted.model
+    data = motif_stream(fitted.data["seed"] + 1, f.lookback)  # new motifs
+    rows = [dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="memorization",
+                 horizon=f.horizon, train_seconds=fitted.seconds, val_mse=fitted.val,
+                 **dict(zip(("mse", "mae"), recurrence_scores(f, data, memorize)))) for memorize in (True, False)]
+    on = on_recurrence(data, f.horizon)
+    rows.append(dict(model="nearest-window oracle", protocol="memorization", horizon=f.horizon, train_seconds=0.0,
+                     **dict(zip(("mse", "mae"), nearest_window(data.values, on, f.lookback, f.horizon)))))
     return rows
 
 
@@ -295,6 +394,49 @@ def anomaly_means(rows: list[dict]) -> list[dict]:
     return out
 
 
+def grid(specs: list[str]) -> list[dict]:
+    """Candidate settings from `KEY=V1,V2 …` specs: every combination (values `none`, `true`/`false`,
+    numbers or words)."""
+    def value(text: str):
+        low = text.lower()
+        if low in ("none", "true", "false"):
+            return {"none": None, "true": True, "false": False}[low]
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    axes = []
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"--select takes KEY=V1,V2,..., got {spec!r}")
+        axes.append([(key.replace("-", "_"), value(v)) for v in values.split(",")])
+    return [dict(c) for c in itertools.product(*axes)]
+
+
+def label(candidate: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in candidate.items()) or "defaults"
+
+
+def select(fit: Callable[[dict], Fitted], params: dict, candidates: list[dict], protocol: str,
+           horizon: int) -> tuple[Fitted, dict, list[dict]]:
+    """Fit every candidate (`params` updated by it) and keep the one with the lowest validation score; the
+    test rows are never read here. Returns it, its settings and one `selection` row per candidate."""
+    best, rows = None, []
+    for c in candidates:
+        fitted = fit(dict(params, **c))
+        rows.append(dict(model=label(c), protocol="selection", horizon=horizon, selected_for=protocol,
+                         val_mse=fitted.val, mse=float("nan"), mae=float("nan"), train_seconds=fitted.seconds))
+        if best is None or fitted.val < best[0].val:
+            best = (fitted, c)
+    for r in rows:
+        r["chosen"] = r["model"] == label(best[1])
+    return best[0], dict(params, **best[1]), rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m titans_ts.forecasting.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -314,6 +456,10 @@ def main(argv: list[str] | None = None) -> int:
                         "its learnt initial weights (default: ~3,000, towards zero)")
     p.add_argument("--linear", choices=LINEAR, default="trained",
                    help="the forecaster's linear branch: trained on from the ridge fit, or kept at it")
+    p.add_argument("--select", nargs="+", metavar="KEY=V1,V2",
+                   help="standard, online and memorization protocols: fit every combination of these forecaster "
+                        "settings (e.g. period=none,24 recall=false,true), choose by the validation score and read "
+                        "the test rows for the chosen one only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")
     p.add_argument("--streams", type=int, default=4, help="anomaly protocol: synthetic streams, seeds --seed onwards")
@@ -321,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
         print(f"error: --data {args.data}: no such file", file=sys.stderr)
+        return 2
+    try:
+        candidates = grid(args.select or [])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     params = dict(variant=args.variant, max_epochs=args.epochs, linear=args.linear, random_state=args.seed)
     if args.segment_length:
@@ -333,9 +484,19 @@ def main(argv: list[str] | None = None) -> int:
         params["period"] = args.period
     if args.memory_retention:
         params["memory_retention"] = args.memory_retention
-    runs = {"standard": [lambda h=h: ett_standard(args.data, h, args.lookback, params) for h in args.horizons],
-            "online": [lambda h=h: online(args.data, h, 60, params) for h in args.online_horizons],
-            "memorization": [lambda: memorization(24, dict(params, window=32))],
+
+    def chosen(protocol: str, horizon: int, fit: Callable[[dict], Fitted], test: Callable) -> list[dict]:
+        fitted, settings, rows = select(fit, params, candidates, protocol, horizon)
+        return rows + [dict(r, settings=label({k: v for k, v in settings.items() if k in candidates[0]}))
+                       for r in test(fitted, settings)]
+
+    runs = {"standard": [lambda h=h: chosen("standard", h, lambda c: standard_fit(args.data, h, args.lookback, c),
+                                            standard_test) for h in args.horizons],
+            "online": [lambda h=h: chosen("online", h, lambda c: online_fit(args.data, h, 60, c), online_test)
+                       for h in args.online_horizons],
+            "memorization": [lambda: chosen("memorization", 24, lambda c: memorization_fit(24, dict(c, window=32),
+                                                                                            args.seed),
+                                            memorization_test)],
             "latency": [lambda: update_latency(args.data, params)],
             "long-stream": [lambda: long_stream(params, args.steps)],
             "anomaly": [lambda s=s: anomalies(params, seed=s) for s in range(args.seed, args.seed + args.streams)]}
@@ -359,9 +520,11 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         extra = f"  update {r['update_ms_median']:.2f} ms median" if "update_ms_median" in r else ""
         if "val_mse" in r:
-            extra = f"  validation {r['val_mse']:.4f} / {r['val_mae']:.4f}"
-        if "val_loss" in r:
-            extra = f"  validation loss {r['val_loss']:.4f}"
+            extra = f"  validation {r['val_mse']:.4f}" + (f" / {r['val_mae']:.4f}" if "val_mae" in r else "")
+        if "chosen" in r:
+            extra += "  (chosen)" if r["chosen"] else ""
+        if "settings" in r:
+            extra += f"  [{r['settings']}]"
         if "steps_per_s" in r:
             extra = (f"  {r['steps']:,} steps x {r['channels']} channels, {r['steps_per_s']:,.0f} steps/s, "
                      f"RSS after warm-up {r['rss_mib_min']:.0f}-{r['rss_mib_max']:.0f} MiB, finite {r['finite']}")

@@ -17,12 +17,16 @@ def test_benchmark_json_shape(tmp_path):
     report = json.loads(out.read_text())
     assert report["dataset"] == "ETTh1"
     keys = {(r["model"], r["protocol"]) for r in report["results"]}
-    assert keys == {("ridge", "windowed"), ("titans-mal", "windowed"), ("titans-mal", "streaming"),
-                    ("titans-mal-frozen-memory", "streaming")}
+    assert keys == {("defaults", "selection"), ("ridge", "windowed"), ("titans-mal", "windowed"),
+                    ("titans-mal", "streaming"), ("titans-mal-frozen-memory", "streaming")}
     for r in report["results"]:
+        if r["protocol"] == "selection":
+            continue
         assert r["horizon"] == 24 and 0 < r["mse"] < 2 and 0 < r["mae"] < 2 and r["train_seconds"] >= 0
     titans, = (r for r in report["results"] if r["model"] == "titans-mal" and r["protocol"] == "windowed")
     assert titans["val_mse"] > 0 and titans["val_mae"] > 0  # the validation windows, scored alike
+    chosen, = (r for r in report["results"] if r["protocol"] == "selection")
+    assert chosen["chosen"] and chosen["val_mse"] == titans["val_mse"]
 
 
 def test_missing_data_file_exits_2(tmp_path, capsys):
