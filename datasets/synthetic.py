@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 from Bio import motifs as bio_motifs
+from scipy.signal import lfilter
 
 DNA = "ACGT"
 ANOMALY_KINDS = ("spike", "level_shift", "pattern_change", "missing_recurrence")
@@ -77,12 +78,19 @@ def recurring_motifs(
     gap_max: int | None = None,
     noise: float = 0.05,
     seed: int = 0,
+    ar: float = 0.0,
+    variation: float = 0.0,
 ) -> RecurringMotifs:
     """Random smooth motifs (peak amplitude 1) placed in Gaussian background noise of std `noise`.
 
     Each motif first appears once (in order 0..n_motifs-1), then random motifs recur until `n_steps`.
     Gaps of background between consecutive occurrences are drawn from [gap_min, gap_max]
     (defaults: window + 1 and 2 * gap_min); gap_min must exceed `window`.
+
+    As hard as a real stream: `ar` makes the background an AR(1) process with that coefficient (same
+    std `noise`), which drifts as real series do and hides a motif's onset, and `variation` makes every
+    recurrence differ from the first showing: its amplitude scaled by 1 + variation · N(0, 1) and a smooth
+    random shape of peak `variation` added. 0 and 0 give white noise and exact copies.
     """
     for name, value in (("n_steps", n_steps), ("n_channels", n_channels), ("n_motifs", n_motifs),
                         ("motif_len", motif_len), ("window", window)):
@@ -98,18 +106,28 @@ def recurring_motifs(
                          f"gap_max={gap_max}")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
+    if not 0 <= ar < 1:
+        raise ValueError(f"ar must be in [0, 1), got {ar}")
+    if variation < 0:
+        raise ValueError(f"variation must be >= 0, got {variation}")
     needed = (n_motifs + 1) * (gap_max + motif_len)
     if n_steps < needed:
         raise ValueError(f"n_steps={n_steps} cannot hold every motif once plus one recurrence; need >= {needed}")
     rng = np.random.default_rng(seed)
     shapes = np.stack([_smooth_pattern(rng, motif_len, n_channels) for _ in range(n_motifs)])
     values = noise * rng.standard_normal((n_steps, n_channels))
+    if ar:  # x_t = ar x_{t-1} + sqrt(1 - ar²) e_t, started stationary
+        values[1:] = lfilter([np.sqrt(1 - ar ** 2)], [1.0, -ar], values[1:], axis=0, zi=ar * values[:1])[0]
     occurrences: list[Occurrence] = []
     start = int(rng.integers(gap_min, gap_max + 1))
     while start + motif_len <= n_steps:
         k = len(occurrences)
         motif_id = k if k < n_motifs else int(rng.integers(n_motifs))
-        values[start:start + motif_len] += shapes[motif_id]
+        shape = shapes[motif_id]
+        if variation and k >= n_motifs:
+            shape = (1 + variation * rng.standard_normal()) * shape + variation * _smooth_pattern(rng, motif_len,
+                                                                                               n_channels)
+        values[start:start + motif_len] += shape
         occurrences.append(Occurrence(start, motif_id, k >= n_motifs))
         start += motif_len + int(rng.integers(gap_min, gap_max + 1))
     return RecurringMotifs(values=values, motifs=shapes, occurrences=occurrences, window=window)

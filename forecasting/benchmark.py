@@ -176,18 +176,16 @@ def online_test(fitted: Fitted, params: dict) -> list[dict]:
 
 
 def lagged(z: np.ndarray, origins: np.ndarray, lookback: int, horizon: int,
-           normalise: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+           normalise: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per origin and channel (flattened, origin-major): the window before the origin with a constant 1
-    (N·C, L + 1), the `horizon` values from the origin (N·C, H; NaN past the end), and the level and
-    scale the window was normalised by (N·C,; 0 and 1 without `normalise`)."""
-    C = z.shape[1]
+    (N·C, L + 1), the `horizon` values from the origin (N·C, H; NaN past the end), both less the window's
+    mean with `normalise`, and that mean (N·C,; 0 without)."""
     w = z[origins[:, None] + np.arange(-lookback, 0)].transpose(0, 2, 1).reshape(-1, lookback)
     idx = origins[:, None] + np.arange(horizon)
     after = np.where(idx[..., None] < len(z), z[np.minimum(idx, len(z) - 1)], np.nan).transpose(0, 2, 1)
     level = w.mean(1) if normalise else np.zeros(len(w))
-    scale = w.std(1) + 1e-5 if normalise else np.ones(len(w))
-    x = np.hstack([(w - level[:, None]) / scale[:, None], np.ones((len(w), 1))])
-    return x, (after.reshape(-1, horizon) - level[:, None]) / scale[:, None], level, scale
+    x = np.hstack([w - level[:, None], np.ones((len(w), 1))])
+    return x, after.reshape(-1, horizon) - level[:, None], level
 
 
 def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback: int, horizon: int,
@@ -196,9 +194,10 @@ def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback
     (window, future) pair whose future has just been observed, as `update` lets the forecaster learn.
 
     The penalty is picked on the pairs of `history[n_train:]` (the validation rows) after fitting the
-    training pairs; the forecasting starts from all pairs of `history`. `normalise` reads every window as the
-    forecaster does (less its own mean, over its own spread) and `period` takes the training rows' cycle off
-    first (`scaling.Scaler`), so the baseline gets the model's normalisation and cycle handling."""
+    training pairs; the forecasting starts from all pairs of `history`. `normalise` reads every window less
+    its own mean, as the forecaster's linear branch does (dividing by the window's spread as well would change
+    only how pairs are weighted: a linear map commutes with scaling), and `period` takes the training rows'
+    cycle off first (`scaling.Scaler`), so the baseline gets the model's normalisation and cycle handling."""
     t0 = time.perf_counter()
     full = np.concatenate([history, stream])
     z = full - Scaler.fit([history[:n_train]], period).season(0, len(full))
@@ -215,11 +214,11 @@ def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback
     A, b = x.T @ x + alpha * eye, x.T @ y
     n0, C = len(history), full.shape[1]
     origins = np.arange(n0, len(full) - horizon + 1)
-    xs, _, level, scale = lagged(z, origins, lookback, horizon, normalise)
+    xs, _, level = lagged(z, origins, lookback, horizon, normalise)
     preds = np.empty((len(origins), C, horizon))
     for i, o in enumerate(origins):
         rows = slice(i * C, (i + 1) * C)  # forecast first ...
-        preds[i] = level[rows, None] + scale[rows, None] * (xs[rows] @ np.linalg.solve(A, b))
+        preds[i] = level[rows, None] + xs[rows] @ np.linalg.solve(A, b)
         done = o + 1 - horizon  # ... then learn from the pair whose future has now been observed
         if done >= n0 - horizon + 1:
             xw, yw = lagged(z, np.array([done]), lookback, horizon, normalise)[:2]
@@ -233,9 +232,10 @@ def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback
 
 def motif_stream(seed: int, lookback: int, channels: int = 8):
     """The memorisation protocol's streams: six motifs of 48 steps per channel recurring farther apart than
-    the window, in noise."""
+    the window, each recurrence varied, in autocorrelated noise (AR(1) 0.9, std 0.2 against a motif's
+    peak of 1)."""
     return recurring_motifs(n_steps=6_000, n_channels=channels, n_motifs=6, motif_len=48, window=lookback,
-                            noise=0.05, seed=seed)
+                            noise=0.2, ar=0.9, variation=0.2, seed=seed)
 
 
 def on_recurrence(data, horizon: int) -> np.ndarray:

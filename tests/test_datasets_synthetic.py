@@ -71,7 +71,24 @@ def test_motifs_are_smooth_with_unit_peak():
     assert np.abs(np.diff(motifs, axis=1)).max() < 0.35
 
 
+def test_autocorrelated_background_and_varied_recurrences():
+    plain = recurring_motifs(n_steps=20_000, n_motifs=4, motif_len=32, window=64, noise=0.2, seed=5)
+    hard = recurring_motifs(n_steps=20_000, n_motifs=4, motif_len=32, window=64, noise=0.2, seed=5, ar=0.9,
+                            variation=0.3)
+    background = hard.values[~_occupied(hard), 0]
+    assert abs(background.std() - 0.2) < 0.03  # the same spread as white noise of std `noise`
+    lag1 = np.corrcoef(background[:-1], background[1:])[0, 1]
+    assert 0.85 < lag1 < 0.95 and abs(np.corrcoef(plain.values[:-1, 0], plain.values[1:, 0])[0, 1]) < 0.9
+    # what is left of an occurrence less its motif: the background for a first showing, more for a recurrence
+    left = {flag: [np.std(hard.values[o.start: o.start + 32] - hard.motifs[o.motif_id])
+                   for o in hard.occurrences if o.is_recurrence == flag] for flag in (False, True)}
+    assert max(left[False]) < 0.3 and np.median(left[True]) > 1.3 * np.median(left[False])
+    assert [o.is_recurrence for o in hard.occurrences[:4]] == [False] * 4
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
+    ({"ar": 1.0}, "ar must be in \\[0, 1\\)"),
+    ({"variation": -0.1}, "variation must be >= 0"),
     ({"window": 64, "gap_min": 64}, "need window < gap_min <= gap_max"),
     ({"n_steps": 500}, "cannot hold every motif once plus one recurrence"),
     ({"noise": -1.0}, "noise must be >= 0"),
