@@ -114,25 +114,45 @@ def step_of(times: np.ndarray | None) -> np.timedelta64 | None:
     return gaps[counts.argmax()]
 
 
-def from_values(values: dict[object, np.ndarray], times: dict[object, np.ndarray | None], like: Panel,
-                suffix: str = "") -> object:
-    """Forecasts (per series, (H, C)) as the same kind of object the series came in."""
-    if like.kind.startswith("numpy"):
-        v = values[None]
-        return v[:, 0] if like.kind == "numpy1d" and v.shape[1] == 1 else v
-    parts = []
-    for key, v in values.items():
-        data = {f"{c}{suffix}": v[:, i] for i, c in enumerate(like.columns)}
-        cols = {}
-        if like.id_col is not None:
-            cols[like.id_col] = [key] * len(v)
-        if like.time_col is not None:
-            cols[like.time_col] = times[key]
-        parts.append(pl.DataFrame({**cols, **data}))
-    frame = pl.concat(parts)
-    if like.kind == "polars":
-        return frame
+def _frame(keys: list, times: np.ndarray | None, data: dict[str, np.ndarray], like: Panel) -> pl.DataFrame:
+    """One polars frame of S series' H rows each: the id and time columns `like` has, then `data` (S·H,)."""
+    H = len(next(iter(data.values()))) // len(keys)
+    cols = {}
+    if like.id_col is not None:
+        cols[like.id_col] = [k for k in keys for _ in range(H)]
+    if like.time_col is not None:
+        cols[like.time_col] = times.ravel()
+    return pl.DataFrame({**cols, **data})
+
+
+def _to_pandas(frame: pl.DataFrame, like: Panel):
+    """A polars frame as pandas, its time column back as the index where the input had it there."""
     out = frame.to_pandas()
     if "index_name" in like.meta:
         out = out.set_index(like.meta["index_name"])
+    return out
+
+
+def from_values(keys: list, values: np.ndarray, times: np.ndarray | None, like: Panel, suffix: str = "") -> object:
+    """Forecasts of every series (S, H, C) (at time stamps (S, H), or None) as the kind of object the
+    series came in."""
+    if like.kind.startswith("numpy"):
+        v = values[0]
+        return v[:, 0] if like.kind == "numpy1d" and v.shape[1] == 1 else v
+    frame = _frame(keys, times, {f"{c}{suffix}": values[..., i].ravel() for i, c in enumerate(like.columns)}, like)
+    return frame if like.kind == "polars" else _to_pandas(frame, like)
+
+
+def quantile_frame(keys: list, values: np.ndarray, levels: list[float], times: np.ndarray | None, like: Panel):
+    """Quantile forecasts (L, S, H, C) of a frame input: polars, `<column>_q<level>` columns after the id
+    and time columns; pandas, (column, quantile) MultiIndex columns (as sktime) indexed by id and time."""
+    data = {f"{c}_q{q:g}": values[j, ..., i].ravel() for i, c in enumerate(like.columns) for j, q in enumerate(levels)}
+    frame = _frame(keys, times, data, like)
+    if like.kind == "polars":
+        return frame
+    import pandas as pd
+
+    index = [c for c in (like.id_col, like.time_col) if c is not None]  # id and time go to the index
+    out = frame.to_pandas().set_index(index) if index else frame.to_pandas()
+    out.columns = pd.MultiIndex.from_tuples([(c, q) for c in like.columns for q in levels], names=[None, "quantile"])
     return out
