@@ -89,13 +89,13 @@ class Either(Constraint):
 NONE = OneOf((None,))
 
 
-def integer(lo: int) -> Interval:
-    """An int (not a bool) >= lo."""
+def integer(lo: int | None = None) -> Interval:
+    """An int (not a bool) >= lo (any int: lo None)."""
     return Interval(lo, integer=True)
 
 
-def optional_integer(lo: int) -> Constraint:
-    """None or an int >= lo."""
+def optional_integer(lo: int | None = None) -> Constraint:
+    """None or an int >= lo (any int: lo None)."""
     return Either(NONE, integer(lo))
 
 
