@@ -24,6 +24,9 @@ class Panel:
     meta: dict = field(default_factory=dict)  # pandas: whether times were the index
 
 
+_GROUP = "__titans_ts_series__"  # a working column: each row's series, numbered by first appearance
+
+
 def _is_pandas(y) -> bool:
     return type(y).__module__.split(".")[0] == "pandas"
 
@@ -43,7 +46,7 @@ def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: st
             raise ValueError(f"{what} has no rows (shape {y.shape})")
         values = y.reshape(len(y), -1).astype(np.float64)
         cols = [str(i) for i in range(values.shape[1])]
-        _check_finite(values, cols, what)
+        _check_finite(values, cols, what, np.array([0]))
         return Panel({None: values}, {None: None}, cols, "numpy1d" if y.ndim == 1 else "numpy2d")
     meta = {}
     if _is_pandas(y):
@@ -80,29 +83,39 @@ def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: st
     for c in cols:
         if not frame.schema[c].is_numeric():
             raise ValueError(f"{what}: column {c!r} is not numeric ({frame.schema[c]})")
-    groups = frame.partition_by(id_col, as_dict=True, maintain_order=True) if id_col else {None: frame}
-    values, times = {}, {}
-    for key, g in groups.items():
-        key = key[0] if isinstance(key, tuple) else key
-        if time_col is not None:
-            g = g.sort(time_col)
-            t = g[time_col].cast(pl.Datetime("ns")).to_numpy()
-            if len(t) > 1 and not (np.diff(t) > np.timedelta64(0)).all():
-                raise ValueError(f"{what}: time stamps in {time_col!r} repeat" + (f" for {id_col}={key!r}" if id_col else ""))
-            times[key] = t
-        else:
-            times[key] = None
-        v = g.select(cols).cast(pl.Float64).to_numpy()
-        _check_finite(v, cols, what)
-        values[key] = v
+    # all series at once: rows grouped by series (in order of first appearance), in time order within each
+    if id_col is not None:
+        frame = frame.with_row_index(_GROUP).with_columns(pl.col(_GROUP).first().over(id_col))
+        frame = frame.sort([_GROUP, *([time_col] if time_col else [])], maintain_order=True)
+        group = frame[_GROUP].to_numpy()
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        keys = frame[id_col].gather(starts).to_list()
+    else:
+        frame = frame.sort(time_col, maintain_order=True) if time_col else frame
+        starts, keys = np.array([0]), [None]
+    ends = np.r_[starts[1:], frame.height]
+    t = None if time_col is None else frame[time_col].cast(pl.Datetime("ns")).to_numpy()
+    if t is not None:
+        later = np.diff(t) > np.timedelta64(0)
+        later[starts[1:] - 1] = True  # from one series to the next
+        if not later.all():
+            key = keys[np.searchsorted(starts, np.argmin(later), side="right") - 1]
+            raise ValueError(f"{what}: time stamps in {time_col!r} repeat" + (f" for {id_col}={key!r}" if id_col else ""))
+    v = frame.select(cols).cast(pl.Float64).to_numpy()
+    _check_finite(v, cols, what, starts)
+    values = {k: v[a:b] for k, a, b in zip(keys, starts, ends)}
+    times = {k: None if t is None else t[a:b] for k, a, b in zip(keys, starts, ends)}
     return Panel(values, times, [str(c) for c in cols], kind, time_col, id_col, meta)
 
 
-def _check_finite(values: np.ndarray, cols: list[str], what: str) -> None:
+def _check_finite(values: np.ndarray, cols: list[str], what: str, starts: np.ndarray) -> None:
+    """ValueError at the first value that is not finite, its row counted within its series (which start at
+    rows `starts`)."""
     bad = ~np.isfinite(values)
     if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(f"{what}: column {cols[col]!r} holds {values[row, col]} at row {row}: "
+        at, col = np.argwhere(bad)[0]
+        row = at - starts[np.searchsorted(starts, at, side="right") - 1]
+        raise ValueError(f"{what}: column {cols[col]!r} holds {values[at, col]} at row {row}: "
                          "values must be finite (fill or drop missing values first)")
 
 
