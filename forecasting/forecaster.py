@@ -353,23 +353,28 @@ class TitansForecaster(BaseEstimator):
         # the forecast at origin o is the one made after the step o − 1 (o = 0: the fitted state's)
         outs = advance(self.net_, s, values, self.channel_mixing, memorize,
                        keep=lambda T: [o - 1 for o in origins_of(T) if o > 0])[1]
-        rows = []
-        for key, v in panel.values.items():
-            r, origins = s.rows[key], origins_of(len(v))
+        C, H = self.n_features_in_, self.horizon
+        cols = {name: [] for name in ("series", "origin", "channel", "forecast", "actual", "origin_time")}
+        for key, v in panel.values.items():  # rows (origin, channel) of every series, then one frame
+            r, origins = s.rows[key], np.array(origins_of(len(v)))
             point = outs[r]["point"].double().numpy()
             if origins[0] == 0:
                 point = np.concatenate([s.point[r].double().numpy()[None], point])
-            forecast = self.scaler_.unscale(point.transpose(0, 2, 1), s.seen[r] + np.array(origins))  # (K, H, C)
-            actual = np.stack([v[o: o + self.horizon] for o in origins])
-            for ci, col in enumerate(self.columns_):
-                f, a = forecast[:, :, ci], actual[:, :, ci]
-                part = {"series": [key] * len(origins), "origin": origins, "channel": [col] * len(origins),
-                        "forecast": f.tolist(), "actual": a.tolist(),
-                        "mse": ((f - a) ** 2).mean(1), "mae": np.abs(f - a).mean(1)}
-                if panel.times[key] is not None:
-                    part["origin_time"] = [panel.times[key][o] for o in origins]
-                rows.append(pl.DataFrame(part))
-        return pl.concat(rows).sort("series", "origin", "channel", nulls_last=False) if len(rows) > 1 else rows[0]
+            forecast = self.scaler_.unscale(point.transpose(0, 2, 1), s.seen[r] + origins)  # (K, H, C)
+            actual = np.stack([v[o: o + H] for o in origins])
+            cols["series"] += [key] * (len(origins) * C)
+            cols["origin"].append(np.repeat(origins, C))
+            cols["channel"] += self.columns_ * len(origins)
+            cols["forecast"].append(forecast.transpose(0, 2, 1).reshape(-1, H))
+            cols["actual"].append(actual.transpose(0, 2, 1).reshape(-1, H))
+            if panel.times[key] is not None:
+                cols["origin_time"].append(np.repeat(panel.times[key][origins].astype("datetime64[us]"), C))
+        f, a = np.concatenate(cols.pop("forecast")), np.concatenate(cols.pop("actual"))
+        frame = {"series": cols["series"], "origin": np.concatenate(cols["origin"]), "channel": cols["channel"],
+                 "forecast": f.tolist(), "actual": a.tolist(), "mse": ((f - a) ** 2).mean(1), "mae": np.abs(f - a).mean(1)}
+        if cols["origin_time"]:
+            frame["origin_time"] = np.concatenate(cols["origin_time"])
+        return pl.DataFrame(frame).sort("series", "origin", "channel", nulls_last=False)
 
     def surprise(self, y, memorize: bool = True, *, restart: bool = False, keep: bool = False):
         """How surprised the model and its memory are by every step of `y`, a continuation of the stream.

@@ -70,6 +70,7 @@ def test_backtest_and_surprise_equal_series_by_series(fitted):
     alone = pl.concat(one_by_one(fitted, new, "backtest", stride=5)).sort("series", "origin", "channel")
     assert bt.select("series", "origin", "channel").equals(alone.select("series", "origin", "channel"))
     np.testing.assert_allclose(np.stack(bt["forecast"].to_list()), np.stack(alone["forecast"].to_list()), atol=1e-6)
+    assert bt["origin_time"].to_list() == [START + pd.Timedelta(hours=120 + o) for o in bt["origin"]]
     calls = counted(f := copy(fitted))
     s = f.surprise(new)
     assert len(calls) == 1
