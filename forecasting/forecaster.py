@@ -394,13 +394,13 @@ class TitansForecaster(BaseEstimator):
 
         panel, base, streams, outs = self._stream_on(y, "y", memorize, surprise=True, restart=restart)
         names = ["surprise"] if self.channel_mixing else self.columns_
-        frames = []
+        parts: dict[str, list] = {}  # each column's piece of every series, then one frame
         for key, v in panel.values.items():
             r = base.rows[key]
             out, seen = outs[r], base.seen[r]
             before = torch.cat([base.point[r][:, 0][None], out["next"][:-1]]).double().numpy()[:, None]  # (T, 1, C)
             before = self.scaler_.unscale(before, seen + np.arange(len(v)))[:, 0]
-            cols = {} if key is None else {self.like_.id_col: [key] * len(v)}
+            cols = {} if key is None else {self.like_.id_col: np.full(len(v), key, dtype=object)}
             if panel.times[key] is not None:
                 cols[self.like_.time_col] = panel.times[key]
             else:
@@ -408,10 +408,14 @@ class TitansForecaster(BaseEstimator):
             for name, kind in (("", "momentary"), ("_past", "past")):
                 cols.update({c + name: out[kind][:, i].double().numpy() for i, c in enumerate(names)})
             cols.update({f"{c}_error": v[:, i] - before[:, i] for i, c in enumerate(self.columns_)})
-            frames.append(pl.DataFrame(cols).fill_nan(None))
+            for name, col in cols.items():
+                parts.setdefault(name, []).append(col)
         if keep:
             self.streams_ = streams
-        return pl.concat(frames)
+        frame = {name: np.concatenate(p) for name, p in parts.items()}
+        if self.like_.id_col is not None:
+            frame[self.like_.id_col] = frame[self.like_.id_col].tolist()
+        return pl.DataFrame(frame).fill_nan(None)
 
     @torch.no_grad()
     def forecast_windows(self, windows: np.ndarray, first=None) -> np.ndarray:

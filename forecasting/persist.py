@@ -41,8 +41,7 @@ def save(path: str | os.PathLike, saved: Saved) -> None:
     s, streams = saved.streams, []
     for i, key in enumerate(s.keys):
         tensors.update({f"stream.{i}.mem.{k}": v for k, v in s.memory(key).items()})
-        tensors.update({f"stream.{i}.context": s.context[i], f"stream.{i}.point": s.point[i],
-                        f"stream.{i}.quant": s.quant[i]})
+        tensors.update({f"stream.{i}.{name}": getattr(s, name)[i].clone() for name in ("context", "point", "quant")})
         streams.append({"key": key, "seen": int(s.seen[i]),
                         "last_time": None if np.isnat(s.last_time[i]) else int(s.last_time[i].astype("int64")),
                         "step": None if np.isnat(s.step[i]) else int(s.step[i].astype("int64"))})

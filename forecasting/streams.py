@@ -157,7 +157,7 @@ def _lane_index(positions: np.ndarray, lanes: int) -> Tensor:
 def _select(memory: MemoryState | None, lanes: Tensor) -> MemoryState | None:
     if memory is None:
         return None
-    return MemoryState({k: v.index_select(0, lanes) if v.dim() else v for k, v in memory.items()})
+    return MemoryState({k: v.index_select(0, lanes) if v.dim() else v.clone() for k, v in memory.items()})
 
 
 def _signature(memory: MemoryState | None) -> tuple:

@@ -121,6 +121,11 @@ def test_a_failed_panel_update_changes_nothing(fitted):
 
 
 def test_batched_streams_save_and_load_bitwise(fitted, tmp_path):
+    fitted.save(tmp_path / "one.titans")  # three series in one batch
+    g = TitansForecaster.load(tmp_path / "one.titans")
+    assert [list(x.rows) for x in g.streams_.groups] == [[0, 1, 2]]
+    assert g.predict().equals(fitted.predict())
+    assert g.update(panel(120, 122)).predict().equals(copy(fitted).update(panel(120, 122)).predict())
     f = copy(fitted)
     f.update(pl.concat([panel(120, 121, ["a"]), panel(120, 124, ["b"])]))  # three clocks: a 121, b 124, c 120
     f.save(tmp_path / "p.titans")
