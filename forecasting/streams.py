@@ -66,10 +66,8 @@ class Streams:
     def memory(self, key) -> MemoryState | None:
         """The network state of one series (its `lanes` lanes)."""
         i = self.rows[key]
-        for g in self.groups:
-            if i in g.rows:
-                return _select(g.memory, _lane_index(np.searchsorted(g.rows, [i]), self.lanes))
-        raise KeyError(key)
+        g = next(g for g in self.groups if i in g.rows)
+        return _select(g.memory, _lane_index(np.searchsorted(g.rows, [i]), self.lanes))
 
     @classmethod
     def join(cls, keys: list, lanes: int, memories: list[MemoryState], **fields) -> Streams:
