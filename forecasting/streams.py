@@ -2,10 +2,11 @@
 
 Row i of every field belongs to series `keys[i]`. The network's memory state (`MemoryState`, batch first,
 `lanes` lanes per series: one per channel, or one for all channels when they are mixed) is kept in
-`MemoryGroup`s: series whose states have the same shapes and positions (the same rows streamed, as in a
-panel sampled on one clock) share one state, so one pass of the network continues them all. `advance`
-streams new rows into any subset of the series, any number of rows each: series of one group with as many
-new rows go through the network together; a series that gets no rows keeps its state bit for bit.
+`MemoryGroup`s, each the batched state of the series that last streamed together. `advance` streams new
+rows into any subset of the series, any number of rows each: the series whose states have the same shapes
+and positions (the same rows streamed, as in a panel sampled on one clock) and that get as many new rows
+go through the network in one pass, in row order whatever groups they come from, and become one group;
+a series that gets no rows keeps its state bit for bit, and is not copied.
 """
 from __future__ import annotations
 
@@ -25,11 +26,17 @@ PIECE = 2048  # steps per no-grad network call: bounds memory on long series
 
 @dataclass
 class MemoryGroup:
-    """Series `rows` (ascending) that share one network state; their lanes lie in row order. `memory` None:
-    not streamed yet (the net starts from its initial weights)."""
+    """Series `rows` (ascending) whose states lie in one batched `memory`, series rows[i] at batch slot
+    `slots[i]` (its lanes slots[i]·lanes …); a slot no row points at holds a series that has streamed on
+    elsewhere since. `memory` None: not streamed yet (the net starts from its initial weights)."""
 
     rows: np.ndarray
+    slots: np.ndarray
     memory: MemoryState | None
+
+    def size(self, lanes: int) -> int:
+        """Slots in `memory`."""
+        return len(self.rows) if self.memory is None else self.memory.batch_size // lanes
 
 
 @dataclass
@@ -58,7 +65,7 @@ class Streams:
         S, lanes = len(keys), n_channels // net.n
         ctx = net.initial_context(S * lanes, torch.float32)
         nan = torch.full((S, n_channels, net.horizon), float("nan"))
-        return cls(list(keys), lanes, [MemoryGroup(np.arange(S), None)], ctx.unflatten(0, (S, lanes)), nan,
+        return cls(list(keys), lanes, [MemoryGroup(np.arange(S), np.arange(S), None)], ctx.unflatten(0, (S, lanes)), nan,
                    nan[..., None].expand(-1, -1, -1, net.quantiles.numel()).clone(), np.zeros(S, dtype=np.int64),
                    np.full(S, np.datetime64("NaT"), dtype="datetime64[ns]"),
                    np.full(S, np.timedelta64("NaT"), dtype="timedelta64[ns]"))
@@ -67,12 +74,12 @@ class Streams:
         """The network state of one series (its `lanes` lanes)."""
         i = self.rows[key]
         g = next(g for g in self.groups if i in g.rows)
-        return _select(g.memory, _lane_index(np.searchsorted(g.rows, [i]), self.lanes))
+        return _select(g.memory, _lane_index(g.slots[np.searchsorted(g.rows, [i])], self.lanes))
 
     @classmethod
     def join(cls, keys: list, lanes: int, memories: list[MemoryState], **fields) -> Streams:
         """Streams from each series' own state (as `memory` returns them) and the batched `fields`."""
-        groups = regroup([MemoryGroup(np.array([i]), m) for i, m in enumerate(memories)], lanes)
+        groups = regroup([MemoryGroup(np.array([i]), np.array([0]), m) for i, m in enumerate(memories)], lanes)
         return cls(list(keys), lanes, groups, **fields)
 
 
@@ -85,29 +92,57 @@ def advance(net: ForecastNet, streams: Streams, values: dict[int, Tensor], mixin
     b = streams.lanes
     context, point, quant, seen = (streams.context.clone(), streams.point.clone(), streams.quant.clone(),
                                    streams.seen.copy())
-    pieces, outs = [], {}
-    for g in streams.groups:
-        moved = np.array([r for r in g.rows if r in values], dtype=np.int64)
-        lengths = np.array([len(values[r]) for r in moved], dtype=np.int64)
-        for T in dict.fromkeys(lengths.tolist()):
-            rows = moved[lengths == T]
-            whole = len(rows) == len(g.rows)  # the whole group moves together: no gathering
-            memory = g.memory if whole else _select(g.memory, _lane_index(np.searchsorted(g.rows, rows), b))
-            v = torch.stack([values[r] for r in rows])
-            memory, ctx, p, q, out = _run(net, memory, context[rows].flatten(0, 1), v, mixing, memorize,
-                                          None if keep is None else keep(T), surprise)
-            context[rows], point[rows], quant[rows] = ctx.unflatten(0, (len(rows), b)), p, q
-            seen[rows] += T
-            pieces.append(MemoryGroup(rows, memory))
-            if out:
-                outs.update({r: {name: o[i] for name, o in out.items()} for i, r in enumerate(rows.tolist())})
-        still = np.setdiff1d(g.rows, moved, assume_unique=True)
-        if len(still):
-            whole = len(still) == len(g.rows)
-            pieces.append(MemoryGroup(still, g.memory if whole else
-                                      _select(g.memory, _lane_index(np.searchsorted(g.rows, still), b))))
-    new = replace(streams, groups=regroup(pieces, b), context=context, point=point, quant=quant, seen=seen)
+    # the passes: rows whose states can share a batch and that get as many new rows, in row order
+    signatures = [_signature(g.memory) for g in streams.groups]
+    passes: dict[tuple, list[tuple[int, int, int]]] = {}
+    for gi, g in enumerate(streams.groups):
+        for r, slot in zip(g.rows.tolist(), g.slots.tolist()):
+            if r in values:
+                passes.setdefault((signatures[gi], len(values[r])), []).append((r, gi, slot))
+    groups, outs = [], {}
+    for (_, T), members in passes.items():
+        members.sort()
+        rows = np.array([m[0] for m in members])
+        v = torch.stack([values[r] for r in rows.tolist()])
+        memory, ctx, p, q, out = _run(net, _gather(streams.groups, members, b), context[rows].flatten(0, 1), v,
+                                      mixing, memorize, None if keep is None else keep(T), surprise)
+        context[rows], point[rows], quant[rows] = ctx.unflatten(0, (len(rows), b)), p, q
+        seen[rows] += T
+        groups.append(MemoryGroup(rows, np.arange(len(rows)), memory))
+        if out:
+            outs.update({r: {name: o[i] for name, o in out.items()} for i, r in enumerate(rows.tolist())})
+    for g in streams.groups:  # the series that stay keep their slots; a group mostly left is compacted
+        stay = np.array([r not in values for r in g.rows.tolist()], dtype=bool)
+        if stay.all():
+            groups.append(g)
+        elif stay.any():
+            rows, slots = g.rows[stay], g.slots[stay]
+            if 2 * len(rows) <= g.size(b):
+                groups.append(MemoryGroup(rows, np.arange(len(rows)), _select(g.memory, _lane_index(slots, b))))
+            else:
+                groups.append(MemoryGroup(rows, slots, g.memory))
+    new = replace(streams, groups=sorted(groups, key=lambda g: g.rows[0]), context=context, point=point,
+                  quant=quant, seen=seen)
     return new, outs
+
+
+def _gather(groups: list[MemoryGroup], members: list[tuple[int, int, int]], lanes: int) -> MemoryState | None:
+    """The batched state of `members` ((row, group, slot), rows ascending), lanes in row order: a whole
+    group already in that order as it is, else gathered from the groups that hold them."""
+    first = groups[members[0][1]]
+    if first.memory is None:
+        return None
+    slots = np.array([m[2] for m in members])
+    if all(m[1] == members[0][1] for m in members) and len(members) == first.size(lanes) and \
+            (slots == np.arange(len(slots))).all():
+        return first.memory
+    by_group: dict[int, list[int]] = {}
+    for i, (_, gi, _) in enumerate(members):
+        by_group.setdefault(gi, []).append(i)
+    parts = [_select(groups[gi].memory, _lane_index(slots[at], lanes)) for gi, at in by_group.items()]
+    order = np.argsort(np.concatenate([at for at in by_group.values()]), kind="stable")
+    joined = _concat(parts)
+    return joined if (order == np.arange(len(order))).all() else _select(joined, _lane_index(order, lanes))
 
 
 @torch.inference_mode()
@@ -166,20 +201,22 @@ def _signature(memory: MemoryState | None) -> tuple:
     return tuple((k, v.dtype, tuple(v.shape[1:]) if v.dim() else v.item()) for k, v in sorted(memory.items()))
 
 
+def _concat(parts: list[MemoryState]) -> MemoryState:
+    """States stacked along the batch (their scalars, positions, agree)."""
+    if len(parts) == 1:
+        return parts[0]
+    return MemoryState({k: torch.cat([p[k] for p in parts]) if v.dim() else v for k, v in parts[0].items()})
+
+
 def regroup(pieces: list[MemoryGroup], lanes: int) -> list[MemoryGroup]:
-    """Join the pieces whose states can share a batch; rows ascending in each group, groups in order of
-    their first row, so that equal streams are grouped alike however they came about."""
+    """The pieces whose states can share a batch joined into one group each (rows ascending, every slot
+    used), groups in order of their first row."""
     by_signature: dict[tuple, list[MemoryGroup]] = {}
     for piece in pieces:
         by_signature.setdefault(_signature(piece.memory), []).append(piece)
     groups = []
     for parts in by_signature.values():
-        if len(parts) == 1:
-            groups.append(parts[0])
-            continue
-        rows = np.concatenate([p.rows for p in parts])
-        memory = None if parts[0].memory is None else MemoryState(
-            {k: torch.cat([p.memory[k] for p in parts]) if v.dim() else v for k, v in parts[0].memory.items()})
-        order = np.argsort(rows, kind="stable")
-        groups.append(MemoryGroup(rows[order], _select(memory, _lane_index(order, lanes))))
+        members = sorted((r, i, slot) for i, p in enumerate(parts) for r, slot in zip(p.rows.tolist(), p.slots.tolist()))
+        rows = np.array([m[0] for m in members])
+        groups.append(MemoryGroup(rows, np.arange(len(rows)), _gather(parts, members, lanes)))
     return sorted(groups, key=lambda g: g.rows[0])

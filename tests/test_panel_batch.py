@@ -107,6 +107,21 @@ def test_ragged_subset_updates_equal_series_by_series_and_leave_the_rest_bitwise
     assert len(calls) == 2 + 1
 
 
+def test_series_left_out_of_an_update_are_not_copied(fitted):
+    f = copy(fitted)
+    (before,) = f.streams_.groups
+    f.update(panel(120, 121, ["a"]))
+    moved, stayed = f.streams_.groups
+    assert moved.rows.tolist() == [0] and stayed.rows.tolist() == [1, 2] and stayed.slots.tolist() == [1, 2]
+    assert all(stayed.memory[k] is before.memory[k] for k in before.memory)  # the same tensors, slots kept
+    f.update(panel(120, 121, ["b"]))  # half the batch has left: what stays is compacted
+    assert [(g.rows.tolist(), g.slots.tolist()) for g in f.streams_.groups] == [([0], [0]), ([1], [0]), ([2], [0])]
+    f.update(panel(121, 122, ["a", "b"]))  # a and b stand at one row again: one pass, then one batch
+    assert [g.rows.tolist() for g in f.streams_.groups] == [[0, 1], [2]]
+    assert torch.equal(f.streams_.memory("c")["encoder.layers.0.memory.w.0"],
+                       fitted.streams_.memory("c")["encoder.layers.0.memory.w.0"])
+
+
 def test_a_failed_panel_update_changes_nothing(fitted):
     f = copy(fitted)
     before = f.predict()
