@@ -7,11 +7,13 @@ recalls it badly (paper eq 12) and its one-step forecast misses it. `fit` trains
 """
 from __future__ import annotations
 
-import copy
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from titans_ts.params import Constraint, Interval, integer, validate
 
 from .forecaster import TitansForecaster
 
@@ -37,19 +39,19 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
         self.memory_retention = memory_retention
         self.time_col, self.random_state, self.progress = time_col, random_state, progress
 
+    parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        **{k: TitansForecaster.parameter_constraints[k] for k in ("lookback", "max_epochs", "memory_retention")},
+        "contamination": Interval(0, 0.5, closed="neither"), "smoothing": integer(1),
+    }
+
     def fit(self, X, y=None) -> TitansAnomalyDetector:
         """Train on X (rows in time order); set the score scales and the threshold from its own scores."""
-        if not 0 < self.contamination < 0.5:
-            raise ValueError(f"contamination must lie in (0, 0.5), got {self.contamination!r}")
-        if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, int) or self.smoothing < 1:
-            raise ValueError(f"smoothing must be an integer >= 1, got {self.smoothing!r}")
+        validate(self, self.parameter_constraints)
         f = TitansForecaster(horizon=1, lookback=self.lookback, variant=self.variant, d_model=self.d_model,
                              n_layers=self.n_layers, max_epochs=self.max_epochs,
                              memory_retention=self.memory_retention, time_col=self.time_col,
                              random_state=self.random_state, progress=self.progress).fit(X)
-        fresh = copy.copy(f)
-        fresh.streams_ = {k: f._fresh() for k in f.streams_}  # score X as a stream from its start
-        memory, error = self._signals(fresh.surprise(X), f)
+        memory, error = self._signals(f.surprise(X, restart=True), f)  # X as a stream from its start
         self.scales_ = np.maximum(np.nanmean(memory, 0), 1e-12), np.maximum(np.nanmean(error, 0), 1e-12)
         raw = self._raw(memory, error)
         self.forecaster_, self.recent_ = f, raw[len(raw) - self.smoothing + 1:]
@@ -77,8 +79,7 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
         return -(csum[end] - csum[start]) / (end - start)
 
     def _check(self) -> None:
-        if not hasattr(self, "forecaster_"):
-            raise NotFittedError("This TitansAnomalyDetector is not fitted yet: call fit(X) first")
+        check_is_fitted(self, "forecaster_", msg="This %(name)s is not fitted yet: call fit(X) first")
 
     def score_samples(self, X) -> np.ndarray:
         """−surprise of each row of X, a continuation of the stream (higher is more normal). Moves nothing."""
@@ -96,8 +97,6 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
     def update(self, X) -> TitansAnomalyDetector:
         """Stream X into the memory (after scoring it), so that later rows are judged against it."""
         self._check()
-        frame, streams = self.forecaster_._surprise(X)  # one pass: scores and the streams after X
-        raw = self._raw(*self._signals(frame, self.forecaster_))
-        self.forecaster_.streams_ = streams
+        raw = self._raw(*self._signals(self.forecaster_.surprise(X, keep=True), self.forecaster_))  # one pass
         self.recent_ = np.concatenate([self.recent_, raw])[-(self.smoothing - 1):] if self.smoothing > 1 else raw[:0]
         return self

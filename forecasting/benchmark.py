@@ -338,7 +338,7 @@ def long_stream(params: dict, n_steps: int = 1_000_000, channels: int = 3, seed:
     warm = samples[2:] or samples
     return [dict(model=f"titans-{f.variant}", protocol="long-stream", horizon=24, mse=float("nan"), mae=float("nan"),
                  train_seconds=train, steps=n_steps, channels=channels, seconds=seconds, steps_per_s=n_steps / seconds,
-                 rss_mib=warm, rss_mib_min=min(warm), rss_mib_max=max(warm), finite=finite, seen=f.streams_[None]["seen"])]
+                 rss_mib=warm, rss_mib_min=min(warm), rss_mib_max=max(warm), finite=finite, seen=int(f.streams_.seen[0]))]
 
 
 def anomalies(params: dict, seed: int = 0, window: int = 48) -> list[dict]:

@@ -3,180 +3,39 @@
 `fit` trains the outer weights (through the shared Lightning loop) and then streams the series, so the
 neural memory holds what it has seen. `update` streams new observations: the memory learns from them at
 test time (`memorize=True`) or only reads (`memorize=False`); the outer weights never change there.
-`predict` forecasts the next `horizon` steps from the end of what was streamed.
+`predict` forecasts the next `horizon` steps from the end of what was streamed. The series of a panel
+stream together, in one batched state (`streams.Streams`).
 """
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
-from torch.utils.data import DataLoader, Dataset
+from sklearn.utils.validation import check_is_fitted
+from torch.utils.data import DataLoader
 
-from titans_ts import MemoryState, TitansConfig
+from titans_ts import TitansConfig
 from titans_ts.config import ALPHA_INIT
-from titans_ts.io import load_bundle, save_bundle
+from titans_ts.params import Constraint, Interval, OneOf, integer, optional_integer, validate
 from titans_ts.training import fit as fit_loop
 
-from .frames import Panel, from_values, step_of, to_panel
-from .model import ForecastNet, pinball
+from . import persist
+from .conformal import conformal_offsets
+from .frames import Panel, from_values, quantile_frame, step_of, to_panel
+from .losses import Carried, segment_loss
+from .model import ForecastNet
+from .ridge import linear_start
 from .scaling import Scaler
+from .segments import Segments, lane_batches, segment_items
+from .streams import Streams, advance
 
 LINEAR = ("trained", "ridge")  # the linear branch: trained on from the ridge fit; or kept at it
 QUANTILES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
-_STREAM_PIECE = 2048  # steps per no-grad streaming call: bounds memory on long series
-
-
-class _Segments(Dataset):
-    """Training items: steps [start, end) of one series (one channel `c`, or all when mixing: c None), the
-    `context` values before them (NaN before the series start), the next `horizon` values of every
-    step, the mask of the steps scored (those in [lo, hi]), the item's lane group and whether it starts it.
-    `context` is the net's `context_length`: `lookback − 1`, or more when the net recalls outcomes."""
-
-    def __init__(self, series: list[torch.Tensor], items: list[tuple], length: int, context: int, horizon: int):
-        self.series, self.items, self.length, self.context, self.H = series, items, length, context, horizon
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, idx: int):
-        i, c, start, end, lo, hi, group, first = self.items[idx]
-        s = self.series[i] if c is None else self.series[i][:, c: c + 1]
-        x = s[start:end]
-        ctx = torch.full((self.context, s.shape[1]), float("nan"), dtype=s.dtype)
-        before = s[max(0, start - self.context): start]
-        ctx[self.context - len(before):] = before
-        ahead = s[start + 1: end + self.H]
-        ahead = torch.cat([ahead, ahead.new_zeros(len(x) + self.H - 1 - len(ahead), s.shape[1])])
-        target = ahead.unfold(0, self.H, 1)  # (T, n, H); past the series end: zeros, never scored
-        steps = torch.arange(start, start + self.length)
-        mask = ((steps >= lo) & (steps <= hi) & (steps < end)).float()
-        pad = self.length - len(x)
-        if pad:
-            x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
-            target = torch.cat([target, target.new_zeros(pad, *target.shape[1:])])
-        return x, ctx, target, mask, group, first
-
-
-def _segment_items(series: list[torch.Tensor], lo: list[int], hi: list[int], length: int, stride: int,
-                   horizon: int, lanes: list[tuple]) -> list[tuple]:
-    """Independent segments every `stride` steps of each lane's [lo, hi), each scoring the steps whose whole
-    future lies before hi (a part shorter than the horizon yields nothing)."""
-    items = []
-    for i, c in lanes:
-        a, last = lo[i], hi[i] - horizon - 1
-        starts = list(range(a, max(a, last - length + 2), stride)) or [a]
-        if last - length + 1 > a and starts[-1] != last - length + 1:
-            starts.append(last - length + 1)  # cover the end
-        items += [(i, c, x, min(x + length, last + 1), x, last, -1, True) for x in starts if x <= last]
-    return items
-
-
-def _lane_batches(spans: list[tuple[int, int, int, int]], length: int, lanes: list[tuple], keys: list,
-                  group_size: int) -> tuple[list[tuple], list[list[int]]]:
-    """Lanes for truncated backpropagation through time. Lane j streams steps [a, b) of its series in
-    consecutive segments of `length`, scoring steps [lo, hi] (`spans[j]` = (a, b, lo, hi)). Lanes with
-    equal `keys` go together in groups of at most `group_size`, so that batch n of a group holds segment n
-    of each of its lanes and the group's memory state carries from one batch to the next. Returns the
-    items and the batches, in the order they must be read."""
-    by_key: dict = {}
-    for j, key in enumerate(keys):
-        by_key.setdefault(key, []).append(j)
-    items, batches = [], []
-    groups = [m[g: g + group_size] for m in by_key.values() for g in range(0, len(m), group_size)]
-    for gid, group in enumerate(groups):
-        a, b = spans[group[0]][:2]
-        for n, start in enumerate(range(a, b, length)):
-            batches.append(list(range(len(items), len(items) + len(group))))
-            items += [(*lanes[j], start, min(start + length, b), *spans[j][2:], gid, n == 0) for j in group]
-    return items, batches
-
-
-class _Carried:
-    """The loss with the memory carried from batch to batch (detached: truncated backpropagation through
-    time), so that the outer weights learn with the memory as it is when streaming. Validation lanes
-    continue from the state their group's training lanes ended with."""
-
-    def __init__(self):
-        self.state, self.ended = None, {}
-
-    def __call__(self, net: ForecastNet, batch) -> torch.Tensor | None:
-        x, ctx, target, mask, group, first = batch
-        g = int(group[0])
-        if bool(first[0]):
-            if net.training:
-                self.state = None
-            else:  # validation: go on from where training left this group
-                self.state = self.ended.get(g)
-        scored = bool(mask.any())  # a lane's tail may hold no step whose future is known: stream it only
-        with torch.set_grad_enabled(scored and torch.is_grad_enabled()):
-            point, quant, state = net(x, ctx, self.state)
-        self.state = state.detach()
-        if net.training:
-            self.ended[g] = self.state
-        return _loss_of(net, point, quant, target, mask) if scored else None
-
-
-def _loss(net: ForecastNet, batch) -> torch.Tensor:
-    """The loss of a fresh-memory segment, scored at every k-th step, k = ⌈horizon / lookback⌉ (from a
-    random first step in training, the first in validation): neighbouring steps forecast nearly the same
-    values when the horizon is long, and the head and loss, not the encoder, cost what grows with it."""
-    x, ctx, target, mask, _, _ = batch
-    k = -(-net.horizon // net.lookback)
-    if k == 1:
-        return _loss_of(net, *net(x, ctx)[:2], target, mask)
-    at = torch.arange(int(torch.randint(k, ())) if net.training else 0, x.shape[1], k)
-    return _loss_of(net, *net(x, ctx, at=at)[:2], target[:, at], mask[:, at])
-
-
-def _loss_of(net: ForecastNet, point: torch.Tensor, quant: torch.Tensor, target: torch.Tensor,
-             mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the point forecast plus the pinball loss of the quantiles, on scored steps."""
-    w = mask[:, :, None, None]
-    mse = ((point - target).pow(2) * w).sum() / w.expand_as(target).sum().clamp_min(1)
-    return mse + pinball(quant, target, net.quantiles, w)
-
-
-def _gram(parts: list[torch.Tensor], lookback: int, horizon: int) -> tuple[torch.Tensor, ...] | None:
-    """XᵀX, XᵀY and tr(YᵀY) (float64) over every channel's (window, future) pairs of `parts` (T, C), each
-    window's mean taken off both, as the forecaster's linear branch sees them; None without a pair."""
-    xx = xy = yy = None
-    for v in parts:
-        if len(v) < lookback + horizon:
-            continue
-        w = v.double().unfold(0, lookback + horizon, 1)  # (N, C, L + H)
-        for c in range(w.shape[1]):
-            x, y = w[:, c, :lookback], w[:, c, lookback:]
-            mu = x.mean(-1, keepdim=True)
-            x, y = x - mu, y - mu
-            g = (x.T @ x, x.T @ y, (y * y).sum())
-            xx, xy, yy = g if xx is None else (xx + g[0], xy + g[1], yy + g[2])
-    return None if xx is None else (xx, xy, yy)
-
-
-def _linear_start(net: ForecastNet, series: list[torch.Tensor], cut: list[int], alphas=(0.1, 1.0, 10.0, 100.0, 1e3)):
-    """Start the linear branch at the ridge fit of the training windows (means off, as it reads them), its
-    penalty picked on the windows whose futures lie after `cut`: the encoder then learns what a linear map
-    of the window cannot, from a start no worse than the linear forecast. A training part too short for one
-    (window, future) pair leaves the net's own start (the last value, held)."""
-    L, H = net.lookback, net.horizon
-    train = _gram([v[:c] for v, c in zip(series, cut)], L, H)
-    if train is None:
-        return
-    held = _gram([v[max(0, c - L):] for v, c in zip(series, cut) if len(v) - c >= H], L, H)
-    eye = torch.eye(L, dtype=torch.float64)
-    fits = {a: torch.linalg.solve(train[0] + a * eye, train[1]) for a in alphas}
-    if held is None:  # nothing held out: the middle of the grid
-        w = fits[alphas[len(alphas) // 2]]
-    else:  # held-out squared error ‖Y − XW‖² from the held-out Gram matrices
-        err = lambda w: held[2] - 2 * (w * held[1]).sum() + (w * (held[0] @ w)).sum()  # noqa: E731
-        w = fits[min(alphas, key=lambda a: float(err(fits[a])))]
-    with torch.no_grad():
-        net.linear.weight.copy_(w.T)
-        net.linear.bias.zero_()
 
 
 class TitansForecaster(BaseEstimator):
@@ -233,6 +92,12 @@ class TitansForecaster(BaseEstimator):
         self.recall, self.period, self.linear = recall, period, linear
         self.time_col, self.id_col, self.random_state, self.progress = time_col, id_col, random_state, progress
 
+    parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        **{name: integer(1) for name in ("horizon", "lookback", "patch", "max_epochs", "batch_size")},
+        "period": optional_integer(2), "segment_length": optional_integer(2), "memory_retention": optional_integer(2),
+        "linear": OneOf(LINEAR), "val_fraction": Interval(0, 1, closed="left"),
+    }
+
     # -- set-up -------------------------------------------------------------------------------------
     def _config(self) -> TitansConfig:
         return TitansConfig(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
@@ -242,23 +107,9 @@ class TitansForecaster(BaseEstimator):
                             forget_toward="zero" if self.memory_retention is None else "initial")
 
     def _validate_params(self) -> TitansConfig:
-        for name in ("horizon", "lookback", "patch", "max_epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TitansForecaster.{name} must be an integer >= 1, got {value!r}")
+        validate(self, self.parameter_constraints)
         if self.patch > self.lookback:
             raise ValueError(f"TitansForecaster.patch ({self.patch}) must not exceed lookback ({self.lookback})")
-        if self.period is not None and (isinstance(self.period, bool) or not isinstance(self.period, int)
-                                        or self.period < 2):
-            raise ValueError(f"TitansForecaster.period must be None or an integer >= 2, got {self.period!r}")
-        for name in ("segment_length", "memory_retention"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
-                raise ValueError(f"TitansForecaster.{name} must be None or an integer >= 2, got {value!r}")
-        if self.linear not in LINEAR:
-            raise ValueError(f"TitansForecaster.linear must be one of {LINEAR}, got {self.linear!r}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"TitansForecaster.val_fraction must be in [0, 1), got {self.val_fraction!r}")
         return self._config()
 
     def _net(self, n_channels: int) -> ForecastNet:
@@ -266,8 +117,7 @@ class TitansForecaster(BaseEstimator):
                            self._config(), QUANTILES, recall=self.recall)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            raise NotFittedError("This TitansForecaster is not fitted yet: call fit(y) first")
+        check_is_fitted(self, "net_", msg="This %(name)s is not fitted yet: call fit(y) first")
 
     # -- fit ----------------------------------------------------------------------------------------
     def fit(self, y, val=None, callbacks: tuple = ()) -> TitansForecaster:
@@ -301,12 +151,12 @@ class TitansForecaster(BaseEstimator):
         net = self._net(len(panel.columns))
         length = self.segment_length or 2 * self.lookback
         train_cut = [c if (len(v) - c) > self.horizon else len(v) for c, v in zip(cut.values(), scaled)]
-        _linear_start(net, scaled, train_cut)
+        linear_start(net, scaled, train_cut)
         net.linear.requires_grad_(self.linear == "trained")
         has_val = any(len(v) - c > self.horizon for c, v in zip(train_cut, scaled))
         lanes = [(i, c) for i, v in enumerate(scaled) for c in ([None] if self.channel_mixing else range(v.shape[1]))]
         ends, zeros = [len(v) for v in scaled], [0] * len(scaled)
-        make = lambda items: _Segments(scaled, items, length, net.context_length, self.horizon)  # noqa: E731
+        make = lambda items: Segments(scaled, items, length, net.context_length, self.horizon)  # noqa: E731
         if self.carry_memory or self.recall:  # lanes read in order, the memory carried across batches
             length = min(length, *train_cut)
             # a lane streams its training part whole (less a head shorter than a segment, so that no padding
@@ -314,18 +164,18 @@ class TitansForecaster(BaseEstimator):
             fit_span = [(c % length, c, 0, c - self.horizon - 1) for c in train_cut]
             val_span = [(c, n - self.horizon, c, n - self.horizon - 1) for c, n in zip(train_cut, ends)]
             keys = [(fit_span[i][:2], val_span[i][:2]) for i, _ in lanes]
-            train, order = _lane_batches([fit_span[i] for i, _ in lanes], length, lanes, keys, self.batch_size)
+            train, order = lane_batches([fit_span[i] for i, _ in lanes], length, lanes, keys, self.batch_size)
             loader = DataLoader(make(train), batch_sampler=order)
-            held, order = _lane_batches([val_span[i] for i, _ in lanes], length, lanes, keys, self.batch_size)
+            held, order = lane_batches([val_span[i] for i, _ in lanes], length, lanes, keys, self.batch_size)
             val_loader = DataLoader(make(held), batch_sampler=order) if held else None
-            step = _Carried()
+            step = Carried()
         else:  # independent segments from a fresh memory, shuffled
-            train = _segment_items(scaled, zeros, train_cut, length, max(1, length // 8), self.horizon, lanes)
+            train = segment_items(scaled, zeros, train_cut, length, max(1, length // 8), self.horizon, lanes)
             g = torch.Generator().manual_seed(self.random_state or 0)
             loader = DataLoader(make(train), batch_size=self.batch_size, shuffle=True, generator=g)
-            held = _segment_items(scaled, train_cut, ends, length, length, self.horizon, lanes) if has_val else []
+            held = segment_items(scaled, train_cut, ends, length, length, self.horizon, lanes) if has_val else []
             val_loader = DataLoader(make(held), batch_size=self.batch_size) if held else None
-            step = _loss
+            step = segment_loss
         result = fit_loop(net, loader, val_loader, step=step, max_epochs=self.max_epochs, lr=self.lr,
                           patience=self.patience, seed=self.random_state, progress=self.progress, callbacks=callbacks)
         self.best_loss_, self.history_ = result.best_loss, result.history
@@ -333,76 +183,37 @@ class TitansForecaster(BaseEstimator):
         self.columns_, self.n_features_in_ = panel.columns, len(panel.columns)
         self.like_ = Panel({}, {}, panel.columns, panel.kind, panel.time_col, panel.id_col, panel.meta)
         self.offsets_ = self._calibrate(scaled, train_cut) if has_val else np.zeros((len(QUANTILES), self.horizon))
-        self.streams_ = {}
-        for key, v, t in zip(panel.values, scaled, panel.times.values()):
-            self.streams_[key] = self._advance(self._fresh(), v, t, True)[0]
+        fresh = Streams.fresh(list(panel.values), net, self.n_features_in_)
+        self.streams_ = self._clock(advance(net, fresh, dict(enumerate(scaled)), self.channel_mixing, True)[0],
+                                    dict(enumerate(panel.times.values())))
         return self
 
-    # -- streaming ----------------------------------------------------------------------------------
-    def _fresh(self) -> dict:
-        n = self.n_features_in_
-        return {"mem": None, "context": self.net_.initial_context(1 if self.channel_mixing else n, torch.float32),
-                "point": None, "quant": None, "last_time": None, "step": None, "seen": 0}
-
-    def _layout(self, v: torch.Tensor) -> torch.Tensor:  # (T, C) -> (B, T, n)
-        return v[None] if self.channel_mixing else v.T[:, :, None]
-
-    def _unlayout(self, p: torch.Tensor) -> torch.Tensor:  # (B, T, n, ...) -> (T, C, ...)
-        return p[0] if self.channel_mixing else p[:, :, 0].transpose(0, 1)
-
-    @torch.inference_mode()
-    def _run(self, stream: dict, v: torch.Tensor, memorize: bool, keep=None, surprise: bool = False):
-        """Stream scaled values (T, C) on from `stream`. Returns the new stream and what was asked for:
-        the forecasts made at rows `keep` ("point" (K, C, H), "quant"), and with `surprise` every row's
-        memory surprise ("momentary", "past": (T, n), means over layers) and next-step forecast ("next" (T, C))."""
-        if self.net_.training:
-            self.net_.eval()
-        mem, ctx = stream["mem"], stream["context"]
-        out = {name: [] for name in ("point", "quant", "momentary", "past", "next")}
-        for a in range(0, len(v), _STREAM_PIECE):
-            piece = self._layout(v[a: a + _STREAM_PIECE])
-            point, quant, mem, *scores = self.net_(piece, ctx, mem, memorize, surprise)
-            if surprise:
-                out["momentary"].append(scores[0].momentary.mean(-1).T)
-                out["past"].append(scores[0].past.mean(-1).T)
-            point, quant = self._unlayout(point), self._unlayout(quant)
-            keep_ctx = self.net_.context_length
-            ctx = torch.cat([ctx, piece], dim=1)[:, -keep_ctx:] if keep_ctx else ctx
-            if keep is not None:
-                rows = [i - a for i in keep if a <= i < a + piece.shape[1]]
-                out["point"].append(point[rows])
-                out["quant"].append(quant[rows])
-            if surprise:
-                out["next"].append(point[..., 0])
-        new = dict(stream, mem=mem, context=ctx, point=point[-1], quant=quant[-1])
-        new["seen"] = stream["seen"] + len(v)
-        return new, {name: torch.cat(parts) for name, parts in out.items() if parts}
-
-    def _advance(self, stream: dict, v: torch.Tensor, times, memorize: bool, surprise: bool = False):
-        """`_run` on from `stream`, then its clock: the new stream and the outputs of `_run`."""
-        new, out = self._run(stream, v, memorize, surprise=surprise)
-        if times is not None:
-            new["step"] = step_of(times) if stream["step"] is None else stream["step"]
-            new["last_time"] = times[-1]
-        return new, out
-
     def _calibrate(self, scaled: list[torch.Tensor], cuts: list[int]) -> np.ndarray:
-        """Split-conformal offsets per quantile level and step: δ_q = q-quantile of (y − ŷ_q) on held-out steps."""
+        """Split-conformal offsets per quantile level and step from the forecasts of held-out steps."""
         res = []
         for v, c in zip(scaled, cuts):
             keep = list(range(c - 1, len(v) - self.horizon))
             if not keep:
                 continue
-            quant = self._run(self._fresh(), v, True, keep)[1]["quant"]
+            fresh = Streams.fresh([None], self.net_, self.n_features_in_)
+            quant = advance(self.net_, fresh, {0: v}, self.channel_mixing, True, lambda T: keep)[1][0]["quant"]
             target = v[torch.tensor(keep)[:, None] + torch.arange(1, self.horizon + 1)]  # (K, H, C)
             res.append((target.transpose(1, 2)[..., None] - quant).permute(3, 2, 0, 1).flatten(2))  # (Q, H, K·C)
-        r = torch.cat(res, dim=-1).double()
-        levels = torch.tensor(QUANTILES, dtype=torch.float64)[:, None, None]
-        n = r.shape[-1]
-        adj = ((levels * (n + 1)).ceil() / n).clamp(0, 1) if n else levels  # finite-sample correction
-        lo = ((levels * (n + 1) - 1).floor() / n).clamp(0, 1)
-        adj = torch.where(levels >= 0.5, adj, lo)
-        return torch.stack([torch.quantile(r[i], adj[i, 0, 0].item(), dim=-1) for i in range(len(QUANTILES))]).numpy()
+        return conformal_offsets(torch.cat(res, dim=-1), QUANTILES)
+
+    # -- streaming ----------------------------------------------------------------------------------
+    @staticmethod
+    def _clock(streams: Streams, times: dict[int, np.ndarray | None]) -> Streams:
+        """`streams` with the time stamps of the rows just streamed (`times` per series row)."""
+        last, step = streams.last_time.copy(), streams.step.copy()
+        for r, t in times.items():
+            if t is not None:
+                if np.isnat(step[r]):
+                    gap = step_of(t)
+                    step[r] = np.timedelta64("NaT") if gap is None else gap
+                last[r] = t[-1]
+        streams.last_time, streams.step = last, step
+        return streams
 
     def _continuation(self, y, what: str) -> Panel:
         """`y` as a Panel, checked to continue the fitted series: same columns, known series, time stamps alike."""
@@ -411,88 +222,120 @@ class TitansForecaster(BaseEstimator):
             raise ValueError(f"{what} has columns {panel.columns}, the fitted series has {self.columns_}")
         if (panel.time_col is None) != (self.like_.time_col is None):
             raise ValueError(f"{what} must carry time stamps exactly when the fitted series did")
-        unknown = [k for k in panel.values if k not in self.streams_]
+        unknown = [k for k in panel.values if k not in self.streams_.rows]
         if unknown:
             raise ValueError(f"{what} holds series {unknown[0]!r}, which fit did not see")
         return panel
+
+    def _stream_on(self, y, what: str, memorize: bool, surprise: bool = False,
+                   restart: bool = False) -> tuple[Panel, Streams, Streams, dict]:
+        """Check that `y` continues the fitted series (columns, series, time stamps; with `restart`, that it
+        starts them anew) and stream all its series on in one batched pass. Returns its panel, the streams
+        it went on from, the new streams (not yet the forecaster's) and the outputs of `advance` per row."""
+        self._check_fitted()
+        panel = self._continuation(y, what)
+        base = Streams.fresh(self.streams_.keys, self.net_, self.n_features_in_) if restart else self.streams_
+        values, times = {}, {}
+        for key, v in panel.values.items():
+            r, t = base.rows[key], panel.times[key]
+            if t is not None and not np.isnat(base.step[r]):
+                expected = base.last_time[r] + base.step[r]
+                if t[0] != expected:
+                    raise ValueError(f"{what} does not continue the fitted series{'' if key is None else f' {key!r}'}: "
+                                     f"expected first time stamp {expected}, got {t[0]}")
+            values[r], times[r] = self.scaler_.scale(v, base.seen[r]), t
+        streams, outs = advance(self.net_, base, values, self.channel_mixing, memorize, surprise=surprise)
+        return panel, base, self._clock(streams, times), outs
 
     # -- the public streaming API ---------------------------------------------------------------------
     def update(self, y_new, memorize: bool = True) -> TitansForecaster:
         """Stream new observations that continue the fitted series; the memory learns from them if `memorize`.
 
-        Cost is proportional to the new rows. On any error the forecaster is left exactly as it was.
+        With a panel, `y_new` may hold any of the fitted series, with any number of rows each; they go
+        through the network in one batched pass and the series it does not hold stay as they were. Cost is
+        proportional to the new rows. On any error the forecaster is left exactly as it was.
         """
-        self.streams_ = self._stream_on(y_new, "y_new", memorize)[1]
+        self.streams_ = self._stream_on(y_new, "y_new", memorize)[2]
         return self
 
-    def _stream_on(self, y, what: str, memorize: bool, surprise: bool = False) -> tuple[Panel, dict, dict]:
-        """Check that `y` continues the fitted series (columns, series, time stamps) and stream it on.
-        Returns its panel, the new streams (not yet the forecaster's) and each series' outputs of `_run`."""
-        self._check_fitted()
-        panel = self._continuation(y, what)
-        streams, outs = dict(self.streams_), {}
-        for key, v in panel.values.items():
-            stream, t = streams[key], panel.times[key]
-            if t is not None and stream["step"] is not None:
-                expected = stream["last_time"] + stream["step"]
-                if t[0] != expected:
-                    raise ValueError(f"{what} does not continue the fitted series{'' if key is None else f' {key!r}'}: "
-                                     f"expected first time stamp {expected}, got {t[0]}")
-            scaled = self.scaler_.scale(v, stream["seen"])
-            streams[key], outs[key] = self._advance(stream, scaled, t, memorize, surprise)
-        return panel, streams, outs
+    def _emit(self, values: np.ndarray, suffix: str = ""):
+        """Forecasts (S, H, C) of every series, as the kind of object fitted."""
+        return from_values(self.streams_.keys, values, self._future_times(), self.like_, suffix)
 
-    def _future_times(self, stream: dict) -> np.ndarray | None:
-        if stream["last_time"] is None:
+    def _future_times(self) -> np.ndarray | None:
+        """The time stamps (S, H) of every series' next `horizon` rows; None without time stamps."""
+        s = self.streams_
+        if self.like_.time_col is None:
             return None
-        return stream["last_time"] + stream["step"] * np.arange(1, self.horizon + 1)
-
-    def _emit(self, arrays: dict, suffix: str = ""):
-        times = {k: self._future_times(self.streams_[k]) for k in arrays}
-        return from_values(arrays, times, self.like_, suffix)
+        return s.last_time[:, None] + s.step[:, None] * np.arange(1, self.horizon + 1)
 
     def predict(self):
         """The next `horizon` values after the last streamed observation, as the kind of object fitted."""
         self._check_fitted()
-        return self._emit({k: self.scaler_.unscale(s["point"].T.double().numpy(), s["seen"]) for k, s in self.streams_.items()})
+        s = self.streams_
+        return self._emit(self.scaler_.unscale(s.point.transpose(1, 2).double().numpy(), s.seen))
 
-    def _quantile_arrays(self, q: float) -> dict:
-        if not 0 < q < 1 or not math.isfinite(q):
-            raise ValueError(f"quantile levels must lie in (0, 1), got {q!r}")
+    def _quantiles(self, q: float) -> np.ndarray:
+        """The calibrated q-quantile forecasts (S, H, C) of every series."""
         grid = np.array(QUANTILES)
-        if q < grid[0] or q > grid[-1]:
-            raise ValueError(f"quantile {q} is outside the calibrated range [{grid[0]}, {grid[-1]}]")
         j = int(np.clip(np.searchsorted(grid, q) - 1, 0, len(grid) - 2))
         w = (q - grid[j]) / (grid[j + 1] - grid[j])
-        out = {}
-        for key, s in self.streams_.items():
-            qs = s["quant"].double().numpy() + self.offsets_.T[None]  # (C, H, Q)
-            qs = np.sort(qs, axis=-1)  # monotone in the level
-            val = (1 - w) * qs[..., j] + w * qs[..., j + 1]
-            out[key] = self.scaler_.unscale(val.T, s["seen"])
+        s = self.streams_
+        qs = s.quant.double().numpy() + self.offsets_.T[None]  # (S, C, H, Q)
+        qs = np.sort(qs, axis=-1)  # monotone in the level
+        val = (1 - w) * qs[..., j] + w * qs[..., j + 1]
+        return self.scaler_.unscale(val.transpose(0, 2, 1), s.seen)
+
+    @staticmethod
+    def _check_levels(levels: Sequence[float]) -> list[float]:
+        """Quantile levels as floats, each in (0, 1) and within the calibrated range."""
+        if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray)):
+            raise TypeError(f"quantiles must be a sequence of levels in (0, 1), got {type(levels).__name__}")
+        out = []
+        for q in levels:
+            if isinstance(q, bool) or not isinstance(q, (int, float, np.floating, np.integer)):
+                raise TypeError(f"quantile levels must be numbers, got {q!r}")
+            q = float(q)
+            if not 0 < q < 1 or not math.isfinite(q):
+                raise ValueError(f"quantile levels must lie in (0, 1), got {q!r}")
+            if q < QUANTILES[0] or q > QUANTILES[-1]:
+                raise ValueError(f"quantile {q} is outside the calibrated range [{QUANTILES[0]}, {QUANTILES[-1]}]")
+            out.append(q)
+        if not out:
+            raise ValueError("quantiles holds no level")
         return out
 
-    def predict_quantiles(self, quantiles=(0.1, 0.5, 0.9)) -> dict:
-        """Calibrated forecast quantiles: {level: forecast shaped like `predict()`}."""
+    def predict_quantiles(self, quantiles: Sequence[float] = (0.1, 0.5, 0.9)):
+        """Calibrated forecast quantiles at each level of `quantiles` (each in (0, 1)).
+
+        Fitted on numpy: an array (len(quantiles), horizon, n_columns). On pandas: a frame indexed as
+        `predict()`'s with (column, quantile) MultiIndex columns. On polars: `predict()`'s frame with a
+        `<column>_q<level>` column per column and level.
+        """
         self._check_fitted()
-        return {float(q): self._emit(self._quantile_arrays(float(q))) for q in quantiles}
+        levels = self._check_levels(quantiles)
+        values = np.stack([self._quantiles(q) for q in levels])  # (L, S, H, C)
+        if self.like_.kind.startswith("numpy"):
+            return values[:, 0]
+        return quantile_frame(self.streams_.keys, values, levels, self._future_times(), self.like_)
 
     def predict_interval(self, coverage: float = 0.9):
         """(lower, upper) forecasts that hold the truth with probability `coverage` (split conformal)."""
         self._check_fitted()
         if not 0 < coverage < 1:
             raise ValueError(f"coverage must lie in (0, 1), got {coverage!r}")
-        lo, hi = (1 - coverage) / 2, (1 + coverage) / 2
-        return self._emit(self._quantile_arrays(lo)), self._emit(self._quantile_arrays(hi))
+        lo, hi = self._check_levels([(1 - coverage) / 2, (1 + coverage) / 2])
+        return self._emit(self._quantiles(lo)), self._emit(self._quantiles(hi))
 
     # -- evaluation -----------------------------------------------------------------------------------
     def backtest(self, y, start: int = 0, stride: int | None = None, memorize: bool = True):
         """Rolling-origin evaluation of `y`, a continuation of the streamed series, through `update` (no refits).
 
         At each origin o = start, start + stride, ... (positions in `y`, while o + horizon ≤ len(y)) the
-        forecast made after streaming `y[:o]` is scored against `y[o:o + horizon]`. The forecaster itself
-        is not changed. Returns a polars frame: series, origin (and origin_time), channel, forecast,
-        actual, mse, mae — one row per origin and channel, in the fitted (unscaled) units.
+        forecast made after streaming `y[:o]` is scored against `y[o:o + horizon]`. The series of a panel
+        go through the network together. The forecaster itself is not changed. Returns a polars frame:
+        series, origin (and origin_time), channel, forecast, actual, mse, mae — one row per origin and
+        channel, in the fitted (unscaled) units.
         """
         import polars as pl
 
@@ -501,31 +344,39 @@ class TitansForecaster(BaseEstimator):
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
         panel = self._continuation(y, "y")
-        rows = []
+        origins_of = lambda T: list(range(start, T - self.horizon + 1, stride))  # noqa: E731
+        s, values = self.streams_, {}
         for key, v in panel.values.items():
-            origins = list(range(start, len(v) - self.horizon + 1, stride))
-            if not origins:
+            if not origins_of(len(v)):
                 raise ValueError(f"y has {len(v)} rows: no origin from {start} leaves a whole horizon of {self.horizon}")
-            seen = self.streams_[key]["seen"]
-            scaled = self.scaler_.scale(v, seen)
-            # the forecast at origin o is the one made after the step o − 1 (o = 0: the fitted state's)
-            kept = [o - 1 for o in origins if o > 0]
-            point = self._run(self.streams_[key], scaled, memorize, keep=kept)[1]["point"].double().numpy()
+            values[s.rows[key]] = self.scaler_.scale(v, s.seen[s.rows[key]])
+        # the forecast at origin o is the one made after the step o − 1 (o = 0: the fitted state's)
+        outs = advance(self.net_, s, values, self.channel_mixing, memorize,
+                       keep=lambda T: [o - 1 for o in origins_of(T) if o > 0])[1]
+        C, H = self.n_features_in_, self.horizon
+        cols = {name: [] for name in ("series", "origin", "channel", "forecast", "actual", "origin_time")}
+        for key, v in panel.values.items():  # rows (origin, channel) of every series, then one frame
+            r, origins = s.rows[key], np.array(origins_of(len(v)))
+            point = outs[r]["point"].double().numpy()
             if origins[0] == 0:
-                point = np.concatenate([self.streams_[key]["point"].double().numpy()[None], point])
-            forecast = self.scaler_.unscale(point.transpose(0, 2, 1), seen + np.array(origins))  # (K, H, C)
-            actual = np.stack([v[o: o + self.horizon] for o in origins])
-            for ci, col in enumerate(self.columns_):
-                f, a = forecast[:, :, ci], actual[:, :, ci]
-                part = {"series": [key] * len(origins), "origin": origins, "channel": [col] * len(origins),
-                        "forecast": f.tolist(), "actual": a.tolist(),
-                        "mse": ((f - a) ** 2).mean(1), "mae": np.abs(f - a).mean(1)}
-                if panel.times[key] is not None:
-                    part["origin_time"] = [panel.times[key][o] for o in origins]
-                rows.append(pl.DataFrame(part))
-        return pl.concat(rows).sort("series", "origin", "channel", nulls_last=False) if len(rows) > 1 else rows[0]
+                point = np.concatenate([s.point[r].double().numpy()[None], point])
+            forecast = self.scaler_.unscale(point.transpose(0, 2, 1), s.seen[r] + origins)  # (K, H, C)
+            actual = np.stack([v[o: o + H] for o in origins])
+            cols["series"] += [key] * (len(origins) * C)
+            cols["origin"].append(np.repeat(origins, C))
+            cols["channel"] += self.columns_ * len(origins)
+            cols["forecast"].append(forecast.transpose(0, 2, 1).reshape(-1, H))
+            cols["actual"].append(actual.transpose(0, 2, 1).reshape(-1, H))
+            if panel.times[key] is not None:
+                cols["origin_time"].append(np.repeat(panel.times[key][origins].astype("datetime64[us]"), C))
+        f, a = np.concatenate(cols.pop("forecast")), np.concatenate(cols.pop("actual"))
+        frame = {"series": cols["series"], "origin": np.concatenate(cols["origin"]), "channel": cols["channel"],
+                 "forecast": f.tolist(), "actual": a.tolist(), "mse": ((f - a) ** 2).mean(1), "mae": np.abs(f - a).mean(1)}
+        if cols["origin_time"]:
+            frame["origin_time"] = np.concatenate(cols["origin_time"])
+        return pl.DataFrame(frame).sort("series", "origin", "channel", nulls_last=False)
 
-    def surprise(self, y, memorize: bool = True):
+    def surprise(self, y, memorize: bool = True, *, restart: bool = False, keep: bool = False):
         """How surprised the model and its memory are by every step of `y`, a continuation of the stream.
 
         A polars frame aligned with y's rows (its time stamps, else a step counter). Per channel (with
@@ -533,32 +384,38 @@ class TitansForecaster(BaseEstimator):
         surprise (eq 12: how badly it recalled the step before learning it), `<channel>_past`, its past
         surprise (eq 13: the momentum ‖η_t S_{t−1}‖ the step inherits), both means over layers and heads,
         and `<channel>_error`, the step's value minus the forecast made one step before (in the series'
-        units; null where no forecast had been made). The forecaster is not changed.
-        """
-        return self._surprise(y, memorize)[0]
+        units; null where no forecast had been made). The series of a panel go through the network together.
 
-    def _surprise(self, y, memorize: bool = True):
-        """`surprise`'s frame and the streams after `y`, so that a caller may also keep them (one pass)."""
+        `restart=True` scores `y` as the fitted series' streams from their start (the trained weights and
+        an empty memory) instead of as a continuation. The forecaster is not changed unless `keep=True`,
+        which keeps the streams after `y` as `update(y)` would, from the same pass.
+        """
         import polars as pl
 
-        panel, streams, outs = self._stream_on(y, "y", memorize, surprise=True)
+        panel, base, streams, outs = self._stream_on(y, "y", memorize, surprise=True, restart=restart)
         names = ["surprise"] if self.channel_mixing else self.columns_
-        frames = []
+        parts: dict[str, list] = {}  # each column's piece of every series, then one frame
         for key, v in panel.values.items():
-            stream, out = self.streams_[key], outs[key]
-            first = torch.full((v.shape[1],), float("nan")) if stream["point"] is None else stream["point"][:, 0]
-            before = torch.cat([first[None], out["next"][:-1]]).double().numpy()[:, None]  # (T, 1, C)
-            before = self.scaler_.unscale(before, stream["seen"] + np.arange(len(v)))[:, 0]
-            cols = {} if key is None else {self.like_.id_col: [key] * len(v)}
+            r = base.rows[key]
+            out, seen = outs[r], base.seen[r]
+            before = torch.cat([base.point[r][:, 0][None], out["next"][:-1]]).double().numpy()[:, None]  # (T, 1, C)
+            before = self.scaler_.unscale(before, seen + np.arange(len(v)))[:, 0]
+            cols = {} if key is None else {self.like_.id_col: np.full(len(v), key, dtype=object)}
             if panel.times[key] is not None:
                 cols[self.like_.time_col] = panel.times[key]
             else:
-                cols["step"] = np.arange(stream["seen"], stream["seen"] + len(v))
+                cols["step"] = np.arange(seen, seen + len(v))
             for name, kind in (("", "momentary"), ("_past", "past")):
                 cols.update({c + name: out[kind][:, i].double().numpy() for i, c in enumerate(names)})
             cols.update({f"{c}_error": v[:, i] - before[:, i] for i, c in enumerate(self.columns_)})
-            frames.append(pl.DataFrame(cols).fill_nan(None))
-        return pl.concat(frames), streams
+            for name, col in cols.items():
+                parts.setdefault(name, []).append(col)
+        if keep:
+            self.streams_ = streams
+        frame = {name: np.concatenate(p) for name, p in parts.items()}
+        if self.like_.id_col is not None:
+            frame[self.like_.id_col] = frame[self.like_.id_col].tolist()
+        return pl.DataFrame(frame).fill_nan(None)
 
     @torch.no_grad()
     def forecast_windows(self, windows: np.ndarray, first=None) -> np.ndarray:
@@ -599,44 +456,17 @@ class TitansForecaster(BaseEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Weights, configuration, scaler, calibration and every stream's memory state, in safetensors."""
         self._check_fitted()
-        tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
-        tensors.update(mean=torch.tensor(self.scaler_.mean), std=torch.tensor(self.scaler_.std),
-                       offsets=torch.tensor(self.offsets_))
-        if self.scaler_.cycle is not None:
-            tensors["cycle"] = torch.tensor(self.scaler_.cycle)
-        streams = []
-        for i, (key, s) in enumerate(self.streams_.items()):
-            tensors.update({f"stream.{i}.mem.{k}": v for k, v in s["mem"].items()})
-            for name in ("context", "point", "quant"):
-                tensors[f"stream.{i}.{name}"] = s[name]
-            streams.append({"key": key, "seen": s["seen"],
-                            "last_time": None if s["last_time"] is None else int(s["last_time"].astype("int64")),
-                            "step": None if s["step"] is None else int(s["step"].astype("int64"))})
-        like = {"columns": self.columns_, "kind": self.like_.kind, "time_col": self.like_.time_col,
-                "id_col": self.like_.id_col, "meta": self.like_.meta}
-        save_bundle(path, tensors, {"params": self.get_params(), "like": like, "streams": streams}, kind="TitansForecaster")
+        persist.save(path, persist.Saved(self.get_params(), self.like_, self.net_.state_dict(), self.scaler_,
+                                         self.offsets_, self.streams_))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TitansForecaster:
         """Read a forecaster written by `save`: it predicts and updates exactly as the saved one would."""
-        tensors, meta = load_bundle(path, kind="TitansForecaster")
-        self = cls(**meta["params"])
-        like = meta["like"]
-        self.columns_, self.n_features_in_ = like["columns"], len(like["columns"])
-        self.like_ = Panel({}, {}, like["columns"], like["kind"], like["time_col"], like["id_col"], like["meta"])
+        saved = persist.load(path)
+        self = cls(**saved.params)
+        self.like_, self.columns_, self.n_features_in_ = saved.like, saved.like.columns, len(saved.like.columns)
         self.net_ = self._net(self.n_features_in_)
-        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net_.load_state_dict(saved.net)
         self.net_.eval()
-        cycle = tensors.get("cycle")
-        self.scaler_ = Scaler(tensors["mean"].numpy(), tensors["std"].numpy(), None if cycle is None else cycle.numpy())
-        self.offsets_ = tensors["offsets"].numpy()
-        self.streams_ = {}
-        for i, s in enumerate(meta["streams"]):
-            p = f"stream.{i}."
-            mem = MemoryState({k[len(p) + 4:]: v for k, v in tensors.items() if k.startswith(p + "mem.")})
-            self.streams_[s["key"]] = {
-                "mem": mem, "context": tensors[p + "context"], "point": tensors[p + "point"],
-                "quant": tensors[p + "quant"], "seen": s["seen"],
-                "last_time": None if s["last_time"] is None else np.datetime64(s["last_time"], "ns"),
-                "step": None if s["step"] is None else np.timedelta64(s["step"], "ns")}
+        self.scaler_, self.offsets_, self.streams_ = saved.scaler, saved.offsets, saved.streams
         return self

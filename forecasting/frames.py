@@ -24,6 +24,9 @@ class Panel:
     meta: dict = field(default_factory=dict)  # pandas: whether times were the index
 
 
+_GROUP = "__titans_ts_series__"  # a working column: each row's series, numbered by first appearance
+
+
 def _is_pandas(y) -> bool:
     return type(y).__module__.split(".")[0] == "pandas"
 
@@ -43,7 +46,7 @@ def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: st
             raise ValueError(f"{what} has no rows (shape {y.shape})")
         values = y.reshape(len(y), -1).astype(np.float64)
         cols = [str(i) for i in range(values.shape[1])]
-        _check_finite(values, cols, what)
+        _check_finite(values, cols, what, np.array([0]))
         return Panel({None: values}, {None: None}, cols, "numpy1d" if y.ndim == 1 else "numpy2d")
     meta = {}
     if _is_pandas(y):
@@ -80,29 +83,39 @@ def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: st
     for c in cols:
         if not frame.schema[c].is_numeric():
             raise ValueError(f"{what}: column {c!r} is not numeric ({frame.schema[c]})")
-    groups = frame.partition_by(id_col, as_dict=True, maintain_order=True) if id_col else {None: frame}
-    values, times = {}, {}
-    for key, g in groups.items():
-        key = key[0] if isinstance(key, tuple) else key
-        if time_col is not None:
-            g = g.sort(time_col)
-            t = g[time_col].cast(pl.Datetime("ns")).to_numpy()
-            if len(t) > 1 and not (np.diff(t) > np.timedelta64(0)).all():
-                raise ValueError(f"{what}: time stamps in {time_col!r} repeat" + (f" for {id_col}={key!r}" if id_col else ""))
-            times[key] = t
-        else:
-            times[key] = None
-        v = g.select(cols).cast(pl.Float64).to_numpy()
-        _check_finite(v, cols, what)
-        values[key] = v
+    # all series at once: rows grouped by series (in order of first appearance), in time order within each
+    if id_col is not None:
+        frame = frame.with_row_index(_GROUP).with_columns(pl.col(_GROUP).first().over(id_col))
+        frame = frame.sort([_GROUP, *([time_col] if time_col else [])], maintain_order=True)
+        group = frame[_GROUP].to_numpy()
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        keys = frame[id_col].gather(starts).to_list()
+    else:
+        frame = frame.sort(time_col, maintain_order=True) if time_col else frame
+        starts, keys = np.array([0]), [None]
+    ends = np.r_[starts[1:], frame.height]
+    t = None if time_col is None else frame[time_col].cast(pl.Datetime("ns")).to_numpy()
+    if t is not None:
+        later = np.diff(t) > np.timedelta64(0)
+        later[starts[1:] - 1] = True  # from one series to the next
+        if not later.all():
+            key = keys[np.searchsorted(starts, np.argmin(later), side="right") - 1]
+            raise ValueError(f"{what}: time stamps in {time_col!r} repeat" + (f" for {id_col}={key!r}" if id_col else ""))
+    v = frame.select(cols).cast(pl.Float64).to_numpy()
+    _check_finite(v, cols, what, starts)
+    values = {k: v[a:b] for k, a, b in zip(keys, starts, ends)}
+    times = {k: None if t is None else t[a:b] for k, a, b in zip(keys, starts, ends)}
     return Panel(values, times, [str(c) for c in cols], kind, time_col, id_col, meta)
 
 
-def _check_finite(values: np.ndarray, cols: list[str], what: str) -> None:
+def _check_finite(values: np.ndarray, cols: list[str], what: str, starts: np.ndarray) -> None:
+    """ValueError at the first value that is not finite, its row counted within its series (which start at
+    rows `starts`)."""
     bad = ~np.isfinite(values)
     if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(f"{what}: column {cols[col]!r} holds {values[row, col]} at row {row}: "
+        at, col = np.argwhere(bad)[0]
+        row = at - starts[np.searchsorted(starts, at, side="right") - 1]
+        raise ValueError(f"{what}: column {cols[col]!r} holds {values[at, col]} at row {row}: "
                          "values must be finite (fill or drop missing values first)")
 
 
@@ -114,25 +127,45 @@ def step_of(times: np.ndarray | None) -> np.timedelta64 | None:
     return gaps[counts.argmax()]
 
 
-def from_values(values: dict[object, np.ndarray], times: dict[object, np.ndarray | None], like: Panel,
-                suffix: str = "") -> object:
-    """Forecasts (per series, (H, C)) as the same kind of object the series came in."""
-    if like.kind.startswith("numpy"):
-        v = values[None]
-        return v[:, 0] if like.kind == "numpy1d" and v.shape[1] == 1 else v
-    parts = []
-    for key, v in values.items():
-        data = {f"{c}{suffix}": v[:, i] for i, c in enumerate(like.columns)}
-        cols = {}
-        if like.id_col is not None:
-            cols[like.id_col] = [key] * len(v)
-        if like.time_col is not None:
-            cols[like.time_col] = times[key]
-        parts.append(pl.DataFrame({**cols, **data}))
-    frame = pl.concat(parts)
-    if like.kind == "polars":
-        return frame
+def _frame(keys: list, times: np.ndarray | None, data: dict[str, np.ndarray], like: Panel) -> pl.DataFrame:
+    """One polars frame of S series' H rows each: the id and time columns `like` has, then `data` (S·H,)."""
+    H = len(next(iter(data.values()))) // len(keys)
+    cols = {}
+    if like.id_col is not None:
+        cols[like.id_col] = [k for k in keys for _ in range(H)]
+    if like.time_col is not None:
+        cols[like.time_col] = times.ravel()
+    return pl.DataFrame({**cols, **data})
+
+
+def _to_pandas(frame: pl.DataFrame, like: Panel):
+    """A polars frame as pandas, its time column back as the index where the input had it there."""
     out = frame.to_pandas()
     if "index_name" in like.meta:
         out = out.set_index(like.meta["index_name"])
+    return out
+
+
+def from_values(keys: list, values: np.ndarray, times: np.ndarray | None, like: Panel, suffix: str = "") -> object:
+    """Forecasts of every series (S, H, C) (at time stamps (S, H), or None) as the kind of object the
+    series came in."""
+    if like.kind.startswith("numpy"):
+        v = values[0]
+        return v[:, 0] if like.kind == "numpy1d" and v.shape[1] == 1 else v
+    frame = _frame(keys, times, {f"{c}{suffix}": values[..., i].ravel() for i, c in enumerate(like.columns)}, like)
+    return frame if like.kind == "polars" else _to_pandas(frame, like)
+
+
+def quantile_frame(keys: list, values: np.ndarray, levels: list[float], times: np.ndarray | None, like: Panel):
+    """Quantile forecasts (L, S, H, C) of a frame input: polars, `<column>_q<level>` columns after the id
+    and time columns; pandas, (column, quantile) MultiIndex columns (as sktime) indexed by id and time."""
+    data = {f"{c}_q{q:g}": values[j, ..., i].ravel() for i, c in enumerate(like.columns) for j, q in enumerate(levels)}
+    frame = _frame(keys, times, data, like)
+    if like.kind == "polars":
+        return frame
+    import pandas as pd
+
+    index = [c for c in (like.id_col, like.time_col) if c is not None]  # id and time go to the index
+    out = frame.to_pandas().set_index(index) if index else frame.to_pandas()
+    out.columns = pd.MultiIndex.from_tuples([(c, q) for c in like.columns for q in levels], names=[None, "quantile"])
     return out

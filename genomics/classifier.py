@@ -12,10 +12,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import DataLoader
 
-from titans_ts.config import TitansConfig, check_nonnegative_int, check_positive_int
+from titans_ts.config import TitansConfig
 from titans_ts.datasets import stratified_split
 from titans_ts.io import load_bundle, save_bundle
 from titans_ts.memory import Surprise
+from titans_ts.params import Interval, OneOf, integer, optional_integer, validate
 from titans_ts.training import fit as fit_loop
 
 from .data import ListDataset, StrandDataset, collate, seq_list
@@ -106,32 +107,20 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"encoder_kwargs: {err}") from None
 
     def _check_params(self) -> TitansConfig:
-        if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.rc not in RC_MODES:
-            raise ValueError(f"rc must be one of {RC_MODES}, got {self.rc!r}")
-        for name in ("k", "stride", "max_len", "epochs", "batch_size", "patience"):
-            check_positive_int(name, getattr(self, name))
-        check_nonnegative_int("positions", self.positions)
-        if not _is_number(self.mutation) or not 0 <= self.mutation <= 1:
-            raise ValueError(f"mutation must be a probability in [0, 1], got {self.mutation!r}")
-        if not isinstance(self.bag, bool) or (self.bag and self.tokenizer != "kmer"):
+        validate(self, {
+            "tokenizer": OneOf(TOKENIZERS), "pooling": OneOf(POOLINGS), "rc": OneOf(RC_MODES),
+            **{name: integer(1) for name in ("k", "stride", "max_len", "epochs", "batch_size", "patience")},
+            "positions": integer(0), "mutation": Interval(0, 1, noun="a probability"), "bag": OneOf((True, False)),
+            "lr": Interval(0, None, closed="neither"), "weight_decay": Interval(0, None),
+            "validation_fraction": Interval(0, 1, closed="left"),
+            "random_state": optional_integer(),
+        })
+        if self.bag and self.tokenizer != "kmer":
             raise ValueError(f"bag must be True (with tokenizer='kmer') or False, got {self.bag!r}")
         if self.tokenizer == "kmer" and self.k > 8:
             raise ValueError(f"k must be at most 8 (4**k embeddings), got {self.k}")
         if self.max_len % self.stride:
             raise ValueError(f"max_len ({self.max_len}) must be a multiple of stride ({self.stride})")
-        if not _is_number(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}")
-        if not _is_number(self.validation_fraction) or not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
-        seed = self.random_state
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
         return self._config()
 
     def _build(self, n_classes: int, config: TitansConfig) -> DNANet:
@@ -312,7 +301,3 @@ def _labels(y: Any, n: int, what: str) -> np.ndarray:
         raise ValueError(f"{what} must be 1-d with one label per sequence: {n} sequences, {what} of shape "
                          f"{labels.shape}")
     return labels
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -61,6 +61,15 @@ def test_kinds_in_kinds_out():
     assert isinstance(out, pl.DataFrame) and out.columns == ["ts", "load"]
     assert out["ts"][0] == frame["ts"][-1] + pd.Timedelta(hours=1)
     np.testing.assert_allclose(out["load"].to_numpy(), fp.predict()["load"].to_numpy(), atol=1e-6)
+    # quantiles: numpy (levels, horizon, columns); pandas (column, quantile) columns; polars <column>_q<level>
+    assert f.predict_quantiles([0.1, 0.9]).shape == (2, 4, 1)
+    qp = fp.predict_quantiles([0.1, 0.5, 0.9])
+    assert list(qp.columns) == [("load", 0.1), ("load", 0.5), ("load", 0.9)]
+    assert qp.columns.names == [None, "quantile"] and qp.index.equals(fp.predict().index)
+    np.testing.assert_allclose(qp[("load", 0.9)].to_numpy(), fp.predict_interval(0.8)[1]["load"].to_numpy())
+    ql = fl.predict_quantiles([0.1, 0.9])
+    assert ql.columns == ["ts", "load_q0.1", "load_q0.9"] and ql["ts"].equals(out["ts"])
+    np.testing.assert_allclose(ql["load_q0.1"].to_numpy(), fl.predict_interval(0.8)[0]["load"].to_numpy())
 
 
 def updated_whole_and_in_pieces(fitted, y, cuts):
@@ -80,14 +89,14 @@ def test_update_in_pieces_equals_one_update(fitted):
 
 def test_memorize_false_freezes_the_memory_but_moves_the_context(fitted):
     f = pickle.loads(pickle.dumps(fitted))
-    before = {k: v.clone() for k, v in f.streams_[None]["mem"].items()}
+    before = {k: v.clone() for k, v in f.streams_.memory(None).items()}
     f.update(series()[300:340], memorize=False)
-    after = f.streams_[None]["mem"]
+    after = f.streams_.memory(None)
     weights = [k for k in before if ".memory.w." in k]
     assert weights and all(torch.equal(before[k], after[k]) for k in weights)
     assert not np.allclose(f.predict(), fitted.predict())
     g = pickle.loads(pickle.dumps(fitted)).update(series()[300:340])
-    assert not all(torch.equal(before[k], g.streams_[None]["mem"][k]) for k in weights)
+    assert not all(torch.equal(before[k], g.streams_.memory(None)[k]) for k in weights)
 
 
 def test_backtest_matches_update_then_predict(fitted):
@@ -103,14 +112,20 @@ def test_backtest_matches_update_then_predict(fitted):
 
 def test_quantiles_and_interval(fitted):
     qs = fitted.predict_quantiles([0.1, 0.5, 0.9])
-    assert set(qs) == {0.1, 0.5, 0.9}
-    assert (qs[0.1] <= qs[0.5]).all() and (qs[0.5] <= qs[0.9]).all()
+    assert qs.shape == (3, 4, 2)
+    assert (qs[0] <= qs[1]).all() and (qs[1] <= qs[2]).all()
     lo, hi = fitted.predict_interval(0.8)
     assert (hi - lo > 0).all()
+    np.testing.assert_allclose(qs[[0, 2]], np.stack([lo, hi]), atol=1e-12)
     with pytest.raises(ValueError, match="coverage"):
         fitted.predict_interval(1.5)
     with pytest.raises(ValueError, match="outside the calibrated range"):
         fitted.predict_quantiles([0.001])
+    for bad, err, pattern in [([1.5], ValueError, r"must lie in \(0, 1\), got 1.5"), ([0.0], ValueError, "got 0.0"),
+                              ([float("nan")], ValueError, "got nan"), ([], ValueError, "no level"),
+                              (["0.5"], TypeError, "must be numbers"), (0.5, TypeError, "a sequence of levels")]:
+        with pytest.raises(err, match=pattern):
+            fitted.predict_quantiles(bad)
 
 
 def test_interval_coverage_on_held_out_data():
@@ -148,7 +163,7 @@ def test_failed_update_changes_nothing(fitted):
     with pytest.raises(ValueError, match="columns"):
         f.update(series(10, channels=3))
     np.testing.assert_array_equal(f.predict(), before)
-    assert f.streams_[None]["seen"] == 300
+    assert f.streams_.seen[0] == 300
 
 
 def test_update_must_continue_the_time_stamps():
@@ -208,7 +223,7 @@ def test_panel_long_format():
     assert out.columns == ["id", "t", "v"] and out["id"].to_list() == ["a"] * 4 + ["b"] * 4
     nxt = pl.DataFrame({"id": ["b"], "t": [long["t"][-1] + pd.Timedelta(days=1)], "v": [0.5]})
     f.update(nxt)
-    assert f.streams_["b"]["seen"] == 301 and f.streams_["a"]["seen"] == 300
+    assert f.streams_.seen.tolist() == [300, 301]
 
 
 def test_surprise_frame_is_aligned_and_spikes_on_an_anomaly(fitted):
@@ -225,26 +240,26 @@ def test_surprise_frame_is_aligned_and_spikes_on_an_anomaly(fitted):
     bt = fitted.backtest(y, start=0, stride=1).filter(pl.col("channel") == "1")
     first = np.array([f[0] for f in bt["forecast"].to_list()])
     np.testing.assert_allclose(frame["1_error"].to_numpy()[: len(first)], y[: len(first), 1] - first, atol=1e-9)
-    assert fitted.streams_[None]["seen"] == 300  # the forecaster did not move
+    assert fitted.streams_.seen[0] == 300  # the forecaster did not move
 
 
 def test_lanes_stream_each_part_once_in_order_in_groups():
-    from titans_ts.forecasting.forecaster import _lane_batches
+    from titans_ts.forecasting.segments import lane_batches
 
     spans = [(2, 12, 2, 7), (2, 12, 2, 7), (0, 8, 0, 3)]  # two lanes of one series, one of another
     lanes = [(0, 0), (0, 1), (1, 0)]
     keys = ["a", "a", "b"]
-    items, batches = _lane_batches(spans, 4, lanes, keys, group_size=8)
+    items, batches = lane_batches(spans, 4, lanes, keys, group_size=8)
     assert [[items[k][:4] for k in b] for b in batches] == [
         [(0, 0, 2, 6), (0, 1, 2, 6)], [(0, 0, 6, 10), (0, 1, 6, 10)], [(0, 0, 10, 12), (0, 1, 10, 12)],
         [(1, 0, 0, 4)], [(1, 0, 4, 8)]]
     assert [items[b[0]][-2:] for b in batches] == [(0, True), (0, False), (0, False), (1, True), (1, False)]
-    _, small = _lane_batches(spans, 4, lanes, keys, group_size=1)  # a group never mixes series lengths
+    _, small = lane_batches(spans, 4, lanes, keys, group_size=1)  # a group never mixes series lengths
     assert len(small) == 3 + 3 + 2
 
 
 def test_carried_memory_training_continues_each_lane_where_its_last_segment_ended():
-    from titans_ts.forecasting.forecaster import _Carried, _loss_of
+    from titans_ts.forecasting.losses import Carried, forecast_loss
     net = TitansForecaster(**SMALL)._net(1).train()  # dropout 0: training mode is deterministic
     torch.manual_seed(0)
     with torch.no_grad():
@@ -253,13 +268,13 @@ def test_carried_memory_training_continues_each_lane_where_its_last_segment_ende
     target, mask = torch.randn(1, 16, 1, H), torch.ones(1, 16)
     ctx = torch.full((1, ctx_len, 1), float("nan"))
     group, first, later = torch.zeros(1, dtype=torch.long), torch.ones(1, dtype=torch.bool), torch.zeros(1, dtype=torch.bool)
-    step = _Carried()
+    step = Carried()
     with torch.no_grad():
         step(net, (y[:, :8], ctx, target[:, :8], mask[:, :8], group, first))
         ctx2 = torch.cat([ctx, y[:, :8]], 1)[:, -ctx_len:]
         second = step(net, (y[:, 8:], ctx2, target[:, 8:], mask[:, 8:], group, later))
         point, quant, _ = net(y, ctx)  # the lane as one stream
-        whole = _loss_of(net, point[:, 8:], quant[:, 8:], target[:, 8:], mask[:, 8:])
+        whole = forecast_loss(net, point[:, 8:], quant[:, 8:], target[:, 8:], mask[:, 8:])
         fresh = step(net, (y[:, 8:], ctx2, target[:, 8:], mask[:, 8:], group, first))
     torch.testing.assert_close(second, whole)  # truncated BPTT: the second segment met the first's memory
     assert not torch.allclose(fresh, whole)  # a lane's first segment starts from a fresh memory
@@ -286,11 +301,11 @@ def test_recall_memory_streams_restores_and_freezes_exactly(tmp_path):
     g = TitansForecaster.load(tmp_path / "f.titans")
     g.update(y[300:340])
     np.testing.assert_array_equal(g.predict(), a.predict())
-    before = f.streams_[None]["mem"]
-    frozen = pickle.loads(pickle.dumps(f)).update(y[300:340], memorize=False).streams_[None]["mem"]
+    before = f.streams_.memory(None)
+    frozen = pickle.loads(pickle.dumps(f)).update(y[300:340], memorize=False).streams_.memory(None)
     weights = [k for k in before if k.startswith("recall.w.")]
     assert weights and all(torch.equal(before[k], frozen[k]) for k in weights)
-    assert not all(torch.equal(before[k], a.streams_[None]["mem"][k]) for k in weights)
+    assert not all(torch.equal(before[k], a.streams_.memory(None)[k]) for k in weights)
 
 
 def test_recall_memory_is_causal_and_writes_only_known_pairs():
@@ -373,7 +388,7 @@ def test_period_streams_backtests_and_saves_consistently(fitted_daily, tmp_path)
     np.testing.assert_array_equal(g.scaler_.cycle, a.scaler_.cycle)
     np.testing.assert_array_equal(g.predict(), a.predict())
     qs = g.predict_quantiles([0.1, 0.9])
-    assert (qs[0.1] < a.predict()).all() and (a.predict() < qs[0.9]).all()
+    assert (qs[0] < a.predict()).all() and (a.predict() < qs[1]).all()
 
 
 def test_period_windows_need_their_positions(fitted_daily):
@@ -390,7 +405,7 @@ def test_period_windows_need_their_positions(fitted_daily):
 
 
 def test_long_horizons_score_every_kth_step_of_a_segment():
-    from titans_ts.forecasting.forecaster import _loss, _loss_of
+    from titans_ts.forecasting.losses import forecast_loss, segment_loss
     f = TitansForecaster(**dict(SMALL, horizon=40, max_epochs=1)).fit(series())  # k = ⌈40 / 16⌉ = 3
     net = f.net_.eval()
     torch.manual_seed(0)
@@ -401,33 +416,33 @@ def test_long_horizons_score_every_kth_step_of_a_segment():
     p_at, q_at, _ = net(x, ctx, at=at)
     torch.testing.assert_close(p_at, point[:, at])
     torch.testing.assert_close(q_at, quant[:, at])
-    expected = _loss_of(net, point[:, at], quant[:, at], target[:, at], mask[:, at])
-    torch.testing.assert_close(_loss(net, (x, ctx, target, mask, None, None)), expected)
+    expected = forecast_loss(net, point[:, at], quant[:, at], target[:, at], mask[:, at])
+    torch.testing.assert_close(segment_loss(net, (x, ctx, target, mask, None, None)), expected)
 
 
 def test_linear_branch_starts_at_the_ridge_fit_of_mean_free_windows():
     from sklearn.linear_model import Ridge
 
-    from titans_ts.forecasting.forecaster import _linear_start
+    from titans_ts.forecasting.ridge import linear_start
     v = torch.tensor(np.cumsum(np.random.default_rng(0).standard_normal((300, 2)), 0))
     net = TitansForecaster(**SMALL)._net(2)
-    _linear_start(net, [v], [300], alphas=(3.0,))
+    linear_start(net, [v], [300], alphas=(3.0,))
     w = np.lib.stride_tricks.sliding_window_view(v.numpy(), 20, axis=0)  # (N, C, 16 + 4)
     x, y = w[..., :16].reshape(-1, 16), w[..., 16:].reshape(-1, 4)
     mu = x.mean(1, keepdims=True)
     ridge = Ridge(alpha=3.0, fit_intercept=False).fit(x - mu, y - mu)
     np.testing.assert_allclose(net.linear.weight.detach().numpy(), ridge.coef_, atol=1e-6)
     # the penalty is the one whose fit does best on the windows after the cut
-    _linear_start(net, [v], [200], alphas=(1e-3, 1e6))
+    linear_start(net, [v], [200], alphas=(1e-3, 1e6))
     assert net.linear.weight.abs().max() > 1e-2  # a penalty of 1e6 would shrink the map to about zero
 
 
 def test_linear_branch_stays_at_the_ridge_fit_unless_trained():
-    from titans_ts.forecasting.forecaster import _linear_start
+    from titans_ts.forecasting.ridge import linear_start
     y = series()
     f = TitansForecaster(**dict(SMALL, linear="ridge")).fit(y)
     start = TitansForecaster(**SMALL)._net(1)
-    _linear_start(start, [f.scaler_.scale(y)], [len(y) - int(len(y) * 0.2)])  # the default val_fraction
+    linear_start(start, [f.scaler_.scale(y)], [len(y) - int(len(y) * 0.2)])  # the default val_fraction
     torch.testing.assert_close(f.net_.linear.weight, start.linear.weight)
     g = TitansForecaster(**SMALL).fit(y)  # linear="trained"
     assert not torch.allclose(g.net_.linear.weight, start.linear.weight)

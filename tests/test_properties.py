@@ -45,7 +45,7 @@ def test_update_only_raises_documented_errors_and_keeps_state(fitted, y):
     except (ValueError, TypeError) as err:
         assert str(err)
         np.testing.assert_array_equal(f.predict(), before)
-        assert f.streams_[None]["seen"] == 120
+        assert f.streams_.seen[0] == 120
     else:
         assert y.ndim == 2 and y.shape[1] == 2 and np.isfinite(y).all()
 

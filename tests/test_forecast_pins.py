@@ -1,0 +1,68 @@
+"""Pinned forecasts of tiny fits: the forecaster's code may move between modules, its numbers may not."""
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from titans_ts.forecasting import TitansForecaster
+
+TINY = dict(horizon=3, lookback=8, patch=2, d_model=8, n_layers=1, heads=1, chunk_size=4, max_epochs=1,
+            batch_size=16, random_state=0)
+
+
+def series(n=120):
+    t = np.arange(n)[:, None]
+    return np.sin(2 * np.pi * t / 12 + np.arange(2)) + 0.05 * np.cos(t / 5)
+
+
+@pytest.mark.parametrize("params", [{}, {"carry_memory": True}, {"recall": True, "variant": "mac"}],
+                         ids=["fresh", "carried", "recall-mac"])
+def test_tiny_fit_predicts_the_pinned_values(params):
+    f = TitansForecaster(**TINY, **params).fit(series()[:100])
+    f.update(series()[100:110])
+    got = np.concatenate([f.predict().ravel(), f.predict_interval(0.8)[1].ravel()])
+    np.testing.assert_array_equal(got, PINS[f"{sorted(params.items())}"])
+
+
+def test_tiny_panel_predicts_the_pinned_values():
+    y = series()
+    long = pl.DataFrame({"id": ["a"] * 100 + ["b"] * 90, "v": np.concatenate([y[:100, 0], y[:90, 1]])})
+    f = TitansForecaster(**TINY, id_col="id").fit(long)
+    np.testing.assert_array_equal(f.predict()["v"].to_numpy(), PINS["panel"])
+
+
+PINS = {
+    '[]': [
+        0.8199540247207863, 0.8434231890824687, 0.9590387900398384, 0.5030685364986296, 0.8345468245584357,
+        0.023758335252573717, 0.8356639206158982, 0.8649232932786564, 0.9908978486788171, 0.5411296503394418,
+        0.8809097192420037, 0.0761783269140062],
+    "[('carry_memory', True)]": [
+        0.8230362776963227, 0.8467279262702374, 0.961411578575122, 0.503379811511823, 0.8327802631137282,
+        0.01846651070502022, 0.8387348791061275, 0.8652652672590988, 0.9950907708991001, 0.5396896952760487,
+        0.8856701261249091, 0.07421852378873589],
+    "[('recall', True), ('variant', 'mac')]": [
+        0.8268807831420435, 0.849754324890836, 0.969065007661578, 0.508518110410394, 0.8421756136625659,
+        0.02054129348553124, 0.8465669318234017, 0.8739726197469011, 1.014170028637251, 0.5568722567921355,
+        0.9126307939799585, 0.09493515754886508],
+    'panel': [
+        0.8968119838162589, 0.5213254702813016, 0.02225292921201475, -0.8254077830687555, -0.9880035456911224,
+        -0.8885634118402546],
+}
+
+
+def test_a_file_saved_before_the_split_loads_and_continues():
+    """tests/data/forecaster_v1_panel.titans: a two-series panel (a: 100 hourly rows, b: 90) saved by the
+    forecaster before its streams were batched; the values are what that forecaster predicted."""
+    import pandas as pd
+
+    f = TitansForecaster.load(Path(__file__).parent / "data" / "forecaster_v1_panel.titans")
+    np.testing.assert_array_equal(f.predict()["v"].to_numpy(), [
+        0.9457888370804851, 0.7905491512297943, 0.5549528412093241, -0.8660441991171467, -0.7178376631855204,
+        -0.5484755808381284])
+    last = pd.Timestamp("2024-01-01") + pd.Timedelta(hours=89)
+    f.update(pl.DataFrame({"id": ["b", "b"], "t": [last + pd.Timedelta(hours=1), last + pd.Timedelta(hours=2)],
+                           "v": [0.5, 0.4]}))
+    np.testing.assert_array_equal(f.predict()["v"].to_numpy(), [
+        0.9457888370804851, 0.7905491512297943, 0.5549528412093241, 1.2772196837467018, 1.980095098558118,
+        2.6147195230391334])
