@@ -29,6 +29,8 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
     `contamination`: the expected share of anomalies in the training data; it sets `offset_`, the
     threshold of `decision_function` (negative means anomalous) and of `predict` (−1 anomalous, 1 normal).
     `memory_retention`: as in `TitansForecaster` (None keeps the memory's slow default forgetting).
+    The forecaster reads the stream as it is, without a recall memory or a cycle taken off: what the
+    encoder's memory finds surprising in the raw stream is the signal.
     """
 
     def __init__(self, lookback: int = 96, contamination: float = 0.01, variant: str = "mal", *, smoothing: int = 4,
@@ -49,7 +51,8 @@ class TitansAnomalyDetector(OutlierMixin, BaseEstimator):
         validate(self, self.parameter_constraints)
         f = TitansForecaster(horizon=1, lookback=self.lookback, variant=self.variant, d_model=self.d_model,
                              n_layers=self.n_layers, max_epochs=self.max_epochs,
-                             memory_retention=self.memory_retention, time_col=self.time_col,
+                             memory_retention=self.memory_retention, recall=False, period=None,
+                             time_col=self.time_col,
                              random_state=self.random_state, progress=self.progress).fit(X)
         memory, error = self._signals(f.surprise(X, restart=True), f)  # X as a stream from its start
         self.scales_ = np.maximum(np.nanmean(memory, 0), 1e-12), np.maximum(np.nanmean(error, 0), 1e-12)

@@ -33,6 +33,7 @@ from sklearn.metrics import roc_auc_score
 from titans_ts.datasets import anomaly_stream, ett_splits, recurring_motifs
 from titans_ts.datasets.synthetic import ANOMALY_KINDS
 from titans_ts.forecasting.anomaly import TitansAnomalyDetector
+from titans_ts.forecasting.cli import period_arg
 from titans_ts.forecasting.forecaster import LINEAR, TitansForecaster
 from titans_ts.forecasting.scaling import Scaler
 
@@ -102,7 +103,7 @@ def standard_fit(path: str, horizon: int, lookback: int, params: dict) -> Fitted
     return Fitted(f, seconds, val_mse, dict(splits=s, val_mae=val_mae))
 
 
-def standard_test(fitted: Fitted, params: dict) -> list[dict]:
+def standard_test(fitted: Fitted) -> list[dict]:
     """The Informer / Time-Series-Library protocol on the test rows, windowed and streaming, beside ridge."""
     f, s, lookback, horizon = fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon
     x, y = windows(s.train, lookback, horizon)
@@ -112,10 +113,10 @@ def standard_test(fitted: Fitted, params: dict) -> list[dict]:
     ridge = ridge_fit(x, y, xv, yv)
     rows = [dict(model="ridge", protocol="windowed", horizon=horizon, train_seconds=time.perf_counter() - t0,
                  **dict(zip(("mse", "mae"), scores(ridge_predict(ridge, xt), yt))))]
-    if params.get("period"):
+    if f.period_:  # the cycle the forecaster took off (given, or found in the training rows)
         t0 = time.perf_counter()
-        pred, true = ridge_cycle(s, lookback, horizon, params["period"])
-        rows.append(dict(model=f"ridge+cycle{params['period']}", protocol="windowed", horizon=horizon,
+        pred, true = ridge_cycle(s, lookback, horizon, f.period_)
+        rows.append(dict(model=f"ridge+cycle{f.period_}", protocol="windowed", horizon=horizon,
                          train_seconds=time.perf_counter() - t0, **dict(zip(("mse", "mae"), scores(pred, true)))))
     first = s.borders.test[0] - s.borders.train[0] + np.arange(len(xt))  # each test window's first row
     rows.append(dict(model=f"titans-{f.variant}", protocol="windowed", horizon=horizon, train_seconds=fitted.seconds,
@@ -151,7 +152,7 @@ def online_fit(path: str, horizon: int, lookback: int, params: dict) -> Fitted:
     return Fitted(f, seconds, val_mse, dict(splits=s))
 
 
-def online_test(fitted: Fitted, params: dict) -> list[dict]:
+def online_test(fitted: Fitted) -> list[dict]:
     """FSNet / OneNet online protocol without its label leak, on the test stream, beside the naive last
     value and online ridges that keep learning as the model does."""
     f, s, lookback, horizon = fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon
@@ -168,7 +169,7 @@ def online_test(fitted: Fitted, params: dict) -> list[dict]:
     history = np.concatenate([s.train, s.val[lookback:]])
     rows.append(dict(model="online-ridge", protocol="online", horizon=horizon,
                      **online_ridge(history, len(s.train), stream, lookback, horizon)))
-    period = params.get("period")
+    period = f.period_
     rows.append(dict(model="online-ridge-revin" + (f"+cycle{period}" if period else ""), protocol="online",
                      horizon=horizon, **online_ridge(history, len(s.train), stream, lookback, horizon,
                                                      normalise=True, period=period)))
@@ -262,7 +263,7 @@ def memorization_fit(horizon: int, params: dict, seed: int = 0) -> Fitted:
     return Fitted(f, seconds, recurrence_scores(f, motif_stream(seed + 2, lookback), True)[0], dict(seed=seed))
 
 
-def memorization_test(fitted: Fitted, params: dict) -> list[dict]:
+def memorization_test(fitted: Fitted) -> list[dict]:
     """Recurring motifs farther apart than the attention window: error on recurrences, memory on vs frozen.
 
     The model streams a stream whose motifs it has never seen, so only what the memory learns at test time
@@ -448,9 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", default="mal")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--carry-memory", action="store_true", help="train with the memory carried across segments (TBPTT)")
-    p.add_argument("--recall", action="store_true", help="add the recall memory (test-time regression of what followed)")
+    p.add_argument("--recall", action=argparse.BooleanOptionalAction,
+                   help="the recall memory, a test-time regression of what followed (the forecaster's default: on)")
     p.add_argument("--segment-length", type=int, help="training segment length (default: the forecaster's, 2 x lookback)")
-    p.add_argument("--period", type=int, help="take this cycle off the series (24: daily, for hourly data)")
+    p.add_argument("--period", type=period_arg, default=argparse.SUPPRESS,
+                   help="take this cycle off the series (24: daily, for hourly data; 'none': no cycle; the "
+                        "forecaster's default: 'auto', found in the training rows)")
     p.add_argument("--memory-retention", type=int,
                    help="start the encoder memory's forgetting gate at 1 / this many tokens, forgetting towards "
                         "its learnt initial weights (default: ~3,000, towards zero)")
@@ -478,9 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         params["segment_length"] = args.segment_length
     if args.carry_memory:
         params["carry_memory"] = True
-    if args.recall:
-        params["recall"] = True
-    if args.period:
+    if args.recall is not None:
+        params["recall"] = args.recall
+    if "period" in args:
         params["period"] = args.period
     if args.memory_retention:
         params["memory_retention"] = args.memory_retention
@@ -488,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     def chosen(protocol: str, horizon: int, fit: Callable[[dict], Fitted], test: Callable) -> list[dict]:
         fitted, settings, rows = select(fit, params, candidates, protocol, horizon)
         return rows + [dict(r, settings=label({k: v for k, v in settings.items() if k in candidates[0]}))
-                       for r in test(fitted, settings)]
+                       for r in test(fitted)]
 
     runs = {"standard": [lambda h=h: chosen("standard", h, lambda c: standard_fit(args.data, h, args.lookback, c),
                                             standard_test) for h in args.horizons],

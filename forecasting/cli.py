@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -32,6 +33,20 @@ def read_frame(path: str) -> pl.DataFrame:
     return frame
 
 
+def period_arg(text: str) -> int | str | None:
+    """A `--period` value: an integer >= 2, 'auto' or 'none'."""
+    low = text.strip().lower()
+    if low in ("auto", "none"):
+        return None if low == "none" else "auto"
+    try:
+        value = int(low)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, 'auto' or 'none', got {text!r}")
+    return value
+
+
 def model_args(p) -> None:
     p.add_argument("--data", required=True, help="CSV or Parquet: an optional time column, then numeric columns")
     p.add_argument("--horizon", type=int, required=True, help="steps to forecast")
@@ -40,10 +55,12 @@ def model_args(p) -> None:
     p.add_argument("--epochs", type=int, default=10, help="maximum training epochs (early stopping on validation)")
     p.add_argument("--time-col", help="the time column (default: the one datetime column, if any)")
     p.add_argument("--columns", nargs="+", help="value columns to use (default: every numeric column)")
-    p.add_argument("--recall", action="store_true",
-                   help="add the recall memory: what followed windows like the present one, learnt while streaming")
-    p.add_argument("--period", type=int,
-                   help="length of a cycle to take off before the model reads the series (e.g. 24 for hourly data)")
+    p.add_argument("--recall", action=argparse.BooleanOptionalAction, default=True,
+                   help="the recall memory: what followed windows like the present one, learnt while streaming "
+                        "(default: on)")
+    p.add_argument("--period", type=period_arg, default="auto",
+                   help="length of a cycle to take off before the model reads the series (e.g. 24 for hourly "
+                        "data); 'auto' (default) finds it in the training rows, 'none' takes none off")
     p.add_argument("--memory-retention", type=int,
                    help="start the memory's forgetting at 1 / this many steps, towards its learnt initial weights "
                         "(default about 3,000, towards zero); near the lookback keeps forecasts over a "

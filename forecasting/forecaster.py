@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from titans_ts import TitansConfig
 from titans_ts.config import ALPHA_INIT
-from titans_ts.params import Constraint, Interval, OneOf, integer, optional_integer, validate
+from titans_ts.params import Constraint, Either, Interval, OneOf, integer, optional_integer, validate
 from titans_ts.training import fit as fit_loop
 
 from . import persist
@@ -30,7 +30,7 @@ from .frames import Panel, from_values, quantile_frame, step_of, to_panel
 from .losses import Carried, segment_loss
 from .model import ForecastNet
 from .ridge import linear_start
-from .scaling import Scaler
+from .scaling import Scaler, detect_period
 from .segments import Segments, lane_batches, segment_items
 from .streams import Streams, advance
 
@@ -50,13 +50,13 @@ class TitansForecaster(BaseEstimator):
     `carry_memory=True` trains as the model will run: each series (channel) is read from its start in
     consecutive segments with the memory state carried across batches (truncated backpropagation through
     time; `batch_size` lanes at a time) and validated by streaming on, instead of on shuffled segments
-    that each start from a fresh memory. It suits streams the model will follow for long; see
-    BENCHMARKS.md for what it changes on ETTh1 and on recurring motifs.
+    that each start from a fresh memory. It suits streams the model will follow for long.
 
-    `recall=True` adds a `RecallMemory`: a second memory that learns at test time how the forecasts made
-    from windows like the present one missed and adds what it recalls to the forecast, so a pattern seen
-    once is forecast from memory when it comes back. What it holds pays only over long stretches of a
-    stream, so it always trains with the memory carried (as `carry_memory=True`).
+    `recall=True` (the default) adds a `RecallMemory`: a second memory that learns at test time how the
+    forecasts made from windows like the present one missed and adds what it recalls to the forecast, so a
+    pattern seen once is forecast from memory when it comes back and a drifting series is followed. What it
+    holds pays only over long stretches of a stream, so it trains with the memory carried (as
+    `carry_memory=True`). `recall=False` leaves the encoder's memory alone.
 
     The linear branch starts at the ridge fit of the training windows (the penalty picked on the held-out
     rows) and trains on with the rest (`linear="trained"`), or stays there (`"ridge"`), so that the
@@ -64,15 +64,15 @@ class TitansForecaster(BaseEstimator):
 
     `period` (e.g. 24 for hourly data with a daily rhythm) takes the training rows' mean profile of that
     cycle off the series before the net reads it and puts it back on the forecasts (`scaling.Scaler`);
-    a row's phase is its position from the first row of its fitted series.
+    a row's phase is its position from the first row of its fitted series. "auto" (the default) finds the
+    cycle in the training rows (`scaling.detect_period`; `period_` after `fit`), None takes none off.
 
     `memory_retention` (tokens) starts the encoder memory's forgetting gate at α_t = 1 / memory_retention
     (eq 13; None: `TitansConfig`'s default, about 3,000) and makes it forget towards the initial weights
     M_0 that training learnt rather than towards zero (`TitansConfig.forget_toward="initial"`). A model
     trained on fresh segments has not learnt what to do with memories older than a segment, and when it
-    streams for long they can make its forecasts worse; set it near `lookback` for such streams (on ETTh1,
-    96 streams below fresh windows at every horizon; BENCHMARKS.md, sessions 15–16). Faster forgetting
-    still makes `surprise` single out anomalies less.
+    streams for long they can make its forecasts worse; a retention near `lookback` keeps them as good as
+    fresh-window forecasts. Faster forgetting makes `surprise` single out anomalies less.
     """
 
     def __init__(self, horizon: int = 24, lookback: int = 96, variant: str = "mal", *, d_model: int = 32,
@@ -80,8 +80,8 @@ class TitansForecaster(BaseEstimator):
                  memory_depth: int = 2, patch: int = 16, channel_mixing: bool = False, max_epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-3, patience: int = 3, val_fraction: float = 0.2,
                  segment_length: int | None = None, memory_retention: int | None = None,
-                 carry_memory: bool = False, recall: bool = False,
-                 period: int | None = None, linear: str = "trained", time_col: str | None = None,
+                 carry_memory: bool = False, recall: bool = True,
+                 period: int | str | None = "auto", linear: str = "trained", time_col: str | None = None,
                  id_col: str | None = None, random_state: int | None = None, progress: bool = False):
         self.horizon, self.lookback, self.variant = horizon, lookback, variant
         self.d_model, self.n_layers, self.heads, self.window = d_model, n_layers, heads, window
@@ -94,7 +94,7 @@ class TitansForecaster(BaseEstimator):
 
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         **{name: integer(1) for name in ("horizon", "lookback", "patch", "max_epochs", "batch_size")},
-        "period": optional_integer(2), "segment_length": optional_integer(2), "memory_retention": optional_integer(2),
+        "period": Either(OneOf(("auto",)), optional_integer(2)), "segment_length": optional_integer(2), "memory_retention": optional_integer(2),
         "linear": OneOf(LINEAR), "val_fraction": Interval(0, 1, closed="left"),
     }
 
@@ -146,7 +146,9 @@ class TitansForecaster(BaseEstimator):
                     panel.times[k] = np.concatenate([panel.times[k], held.times[k]])
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
-        scaler = Scaler.fit([v[: cut[k]] for k, v in panel.values.items()], self.period)
+        rows = [v[: cut[k]] for k, v in panel.values.items()]
+        period = detect_period(rows) if self.period == "auto" else self.period
+        scaler = Scaler.fit(rows, period)
         scaled = [scaler.scale(v) for v in panel.values.values()]
         net = self._net(len(panel.columns))
         length = self.segment_length or 2 * self.lookback
@@ -179,7 +181,7 @@ class TitansForecaster(BaseEstimator):
         result = fit_loop(net, loader, val_loader, step=step, max_epochs=self.max_epochs, lr=self.lr,
                           patience=self.patience, seed=self.random_state, progress=self.progress, callbacks=callbacks)
         self.best_loss_, self.history_ = result.best_loss, result.history
-        self.net_, self.scaler_ = net, scaler
+        self.net_, self.scaler_, self.period_ = net, scaler, period
         self.columns_, self.n_features_in_ = panel.columns, len(panel.columns)
         self.like_ = Panel({}, {}, panel.columns, panel.kind, panel.time_col, panel.id_col, panel.meta)
         self.offsets_ = self._calibrate(scaled, train_cut) if has_val else np.zeros((len(QUANTILES), self.horizon))
@@ -469,4 +471,5 @@ class TitansForecaster(BaseEstimator):
         self.net_.load_state_dict(saved.net)
         self.net_.eval()
         self.scaler_, self.offsets_, self.streams_ = saved.scaler, saved.offsets, saved.streams
+        self.period_ = None if saved.scaler.cycle is None else len(saved.scaler.cycle)
         return self

@@ -8,7 +8,7 @@ import pytest
 from titans_ts.forecasting import TitansForecaster
 
 TINY = dict(horizon=3, lookback=8, patch=2, d_model=8, n_layers=1, heads=1, chunk_size=4, max_epochs=1,
-            batch_size=16, random_state=0)
+            batch_size=16, random_state=0, recall=False, period=None)  # pinned before recall and period were on
 
 
 def series(n=120):
@@ -19,7 +19,7 @@ def series(n=120):
 @pytest.mark.parametrize("params", [{}, {"carry_memory": True}, {"recall": True, "variant": "mac"}],
                          ids=["fresh", "carried", "recall-mac"])
 def test_tiny_fit_predicts_the_pinned_values(params):
-    f = TitansForecaster(**TINY, **params).fit(series()[:100])
+    f = TitansForecaster(**{**TINY, **params}).fit(series()[:100])
     f.update(series()[100:110])
     got = np.concatenate([f.predict().ravel(), f.predict_interval(0.8)[1].ravel()])
     np.testing.assert_array_equal(got, PINS[f"{sorted(params.items())}"])
