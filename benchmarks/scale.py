@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import platform
-import resource
+import re
 import statistics
 import subprocess
 import sys
@@ -39,21 +39,24 @@ D_MODEL, HEADS = 64, 4
 HUMAN = Path(__file__).resolve().parents[1].parent / "shared/data/genomics/pretrain/hg38_chr2_1-2333275.fa.gz"
 
 
-def seconds(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
+def seconds(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of fn() (CPU time is steadier on a machine shared with other work)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def medians(peers: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each peer, after one warm-up call each; the peers alternate inside each repeat."""
+def medians(peers: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[str, float]]:
+    """Median wall and CPU seconds of each peer, after one warm-up call each; the peers alternate inside each
+    repeat."""
     for fn in peers.values():
         fn()
-    times: dict[str, list[float]] = {name: [] for name in peers}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
     for _ in range(repeats):
         for name, fn in peers.items():
             times[name].append(seconds(fn))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: {"wall": statistics.median(t[0] for t in ts), "cpu": statistics.median(t[1] for t in ts)}
+            for name, ts in times.items()}
 
 
 def encoder(T: int, repeats: int) -> dict:
@@ -71,32 +74,45 @@ def encoder(T: int, repeats: int) -> dict:
     with torch.inference_mode():
         med = medians({"titans_mal": lambda: titans(x), "full_attention": full_attention}, repeats)
     return {"T": T, "config": config.to_dict(), "seconds": med,
-            "speedup": med["full_attention"] / med["titans_mal"]}
+            "speedup": {k: med["full_attention"][k] / med["titans_mal"][k] for k in ("wall", "cpu")}}
 
 
-def _titans_dna(args: list[str]) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", "import sys; from titans_ts.genomics.cli import main; sys.exit(main())", *args]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+def _titans_dna(args: list[str]) -> tuple[float, str]:
+    """Run `titans-dna ARGS` in a fresh process; its peak resident memory in MiB and its stderr."""
+    code = ("import resource, sys; from titans_ts.genomics.cli import main; rc = main(); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     if run.returncode:
         raise RuntimeError(f"titans-dna {' '.join(args)} failed: {run.stderr.strip()}")
-    return run
+    return int(run.stderr.split()[-1]) / 1024, run.stderr
 
 
 def scan(model: str, data: str, window: int | None, stride: int | None, repeats: int) -> dict:
-    """Bases per second and peak resident memory (MiB) of `titans-dna scan` over every record of `data`."""
-    from titans_ts.datasets import read_sequences
+    """Bases per second of `titans-dna scan` over every record of `data` (whole run, and as the command reports
+    it, from its start-up on), and its peak resident memory (MiB)
+    beside that of a scan of the first tenth of the first record: the same, if memory does not grow with
+    the record."""
+    from titans_ts.datasets import iter_sequences
 
-    bases = sum(len(s) for s in read_sequences(data)[1])
+    bases = sum(len(s) for _, s in iter_sequences(data))
     extra = [*(["--window", str(window)] if window else []), *(["--stride", str(stride)] if stride else [])]
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "scan.tsv")
-        secs = [seconds(lambda: _titans_dna(["scan", "--model", model, data, "--out", out, *extra]))
-                for _ in range(repeats)]
+        out, head = os.path.join(tmp, "scan.tsv"), os.path.join(tmp, "head.fa")
+        rid, seq = next(iter_sequences(data))
+        Path(head).write_text(f">{rid}\n{seq[: len(seq) // 10]}\n")
+        peak_head, _ = _titans_dna(["scan", "--model", model, head, "--out", out, *extra])
+        runs, peaks, own = [], [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            peak, err = _titans_dna(["scan", "--model", model, data, "--out", out, *extra])
+            runs.append(time.perf_counter() - t0)
+            peaks.append(peak)
+            own.append(float(re.search(r"\(([\d,]+) bases/s\)", err).group(1).replace(",", "")))
         windows = sum(1 for _ in open(out)) - 1
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far: the scans
-    med = statistics.median(secs)
+    med = statistics.median(runs)
     return {"data": data, "bases": bases, "windows": windows, "seconds": med, "bases_per_s": bases / med,
-            "peak_rss_mib": peak}
+            "bases_per_s_after_start": statistics.median(own),
+            "peak_rss_mib": max(peaks), "peak_rss_mib_first_tenth": peak_head}
 
 
 def predict(model: str, n_reads: int, length: int, workers: int, repeats: int) -> dict:
@@ -116,7 +132,7 @@ def predict(model: str, n_reads: int, length: int, workers: int, repeats: int) -
         times = {name: [] for name in runs}
         for _ in range(repeats):
             for name, fn in runs.items():
-                times[name].append(seconds(fn))
+                times[name].append(seconds(fn)[0])
         same = Path(outs["one_process"]).read_bytes() == Path(outs["workers"]).read_bytes()
     med = {name: statistics.median(ts) for name, ts in times.items()}
     return {"reads": n_reads, "length": length, "workers": workers, "seconds": med, "identical_output": same,
@@ -138,12 +154,14 @@ def report(res: dict) -> None:
         e = res["encoder"]
         print(f"encoder forward, batch 1, T={e['T']:,}, d_model {D_MODEL}, {HEADS} heads (median of {res['repeats']})")
         for name, sec in e["seconds"].items():
-            print(f"  {name:<16} {sec:8.3f} s  {e['T'] / sec:12,.0f} tokens/s")
-        print(f"  full attention / Titans: {e['speedup']:.1f}x")
+            print(f"  {name:<16} {sec['wall']:8.3f} s wall ({sec['cpu']:.3f} s CPU)  {e['T'] / sec['wall']:10,.0f} tokens/s")
+        print(f"  full attention / Titans: {e['speedup']['wall']:.1f}x wall, {e['speedup']['cpu']:.1f}x CPU")
     if "scan" in res:
         s = res["scan"]
         print(f"scan {Path(s['data']).name}: {s['bases']:,} bases, {s['windows']:,} windows, {s['seconds']:.1f} s, "
-              f"{s['bases_per_s']:,.0f} bases/s, peak RSS {s['peak_rss_mib']:,.0f} MiB")
+              f"{s['bases_per_s']:,.0f} bases/s ({s['bases_per_s_after_start']:,.0f} after start-up, as the command "
+              f"reports), peak RSS {s['peak_rss_mib']:,.0f} MiB "
+              f"(a tenth of the record: {s['peak_rss_mib_first_tenth']:,.0f} MiB)")
     if "predict" in res:
         p = res["predict"]
         print(f"predict {p['reads']:,} reads of {p['length']} bases: one process {p['seconds']['one_process']:.1f} s, "
