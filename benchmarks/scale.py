@@ -186,8 +186,10 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     if {"scan", "predict"} & set(args.sections) and not args.model:
         args.model = untrained_model(os.path.join(tmp.name, "one_epoch.titans"))
-    res = {"model": args.model, "repeats": args.repeats, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    res = {"repeats": args.repeats, "torch": torch.__version__, "threads": torch.get_num_threads(),
            "machine": platform.processor() or platform.machine(), "load_average_before": os.getloadavg()}
+    if args.model:
+        res["model"] = args.model
     if "encoder" in args.sections:
         res["encoder"] = encoder(args.T, args.repeats)
     if "scan" in args.sections:

@@ -2,8 +2,8 @@
 
 Records are read lazily and grouped into tasks (a batch of reads for `predict`, one record for `scan`); each
 task returns its finished TSV rows. With a Dask client (`--workers N`: a local cluster of N processes;
-`--scheduler ADDRESS`: a running one, e.g. started by dask-jobqueue on SLURM or by the Dask Kubernetes
-operator) tasks go to the workers, at most a few per worker in flight, so the input is never held whole in
+`--scheduler ADDRESS`: a running one, e.g. started by dask-jobqueue on SLURM or by the Dask Helm chart on
+Kubernetes) tasks go to the workers, at most a few per worker in flight, so the input is never held whole in
 one process, and the rows come back in input order. A worker loads the model once and keeps it. Without a
 client the same tasks run here in turn, so both give the same bytes. Dask reruns the tasks of a worker that
 dies; since rows are taken from the tasks in order, none is lost or written twice.
