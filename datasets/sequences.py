@@ -1,7 +1,7 @@
 """Labelled DNA sequences from the files people actually have, and a stratified split.
 
 Readers: `read_labelled` (CSV `sequence,label` / TSV `seq<TAB>label`), `read_fasta`, `read_fastq`,
-`read_sequences` (either, by content), `read_classes` (one FASTA/FASTQ per class) and
+`read_sequences` (either, by content; `iter_sequences` streams it record by record), `read_classes` (one FASTA/FASTQ per class) and
 `read_genomic_benchmarks` (`<root>/<split>/<class>/*.txt`). Every reader detects gzip by its magic
 bytes (not the file name), accepts CRLF line endings, strips whitespace from sequences and keeps their
 case: casing is the classifier's decision (some data sets leak the label through it). Problems are
@@ -15,9 +15,9 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TextIO
 
 import numpy as np
 from Bio import SeqIO
@@ -182,17 +182,20 @@ def stratified_split(
     return train, val, test
 
 
-def _read_text(source: str) -> str:
-    """The whole file as text with universal newlines, gunzipped when it starts with the gzip magic."""
+def _open_text(source: str) -> io.TextIOBase:
+    """The file as text with universal newlines, gunzipped when it starts with the gzip magic."""
     with open(source, "rb") as fh:
         compressed = fh.read(2) == _GZIP_MAGIC
+    if compressed:
+        return gzip.open(source, "rt", encoding="utf-8-sig")
+    return open(source, encoding="utf-8-sig")
+
+
+def _read_text(source: str) -> str:
+    """The whole file as text (see `_open_text`); ValueError for a corrupt gzip, bytes not UTF-8 or no text."""
     try:
-        if compressed:
-            with gzip.open(source, "rt", encoding="utf-8-sig") as fh:
-                text = fh.read()
-        else:
-            with open(source, encoding="utf-8-sig") as fh:
-                text = fh.read()
+        with _open_text(source) as fh:
+            text = fh.read()
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{source}: truncated or corrupt gzip data ({exc})") from exc
     except UnicodeDecodeError as exc:
@@ -202,29 +205,57 @@ def _read_text(source: str) -> str:
     return text
 
 
-def _parse(source: str, fmt: str | None) -> Sequences:
-    """Parse FASTA or FASTQ (`fmt` None: decided by the first character) with Bio.SeqIO."""
-    text = _read_text(source)
-    first = text.lstrip()[0]
+def iter_sequences(path: PathLike) -> Iterator[tuple[str, str]]:
+    """(id, sequence) of each record of a FASTA or FASTQ file in turn, as `read_sequences` reads them, without
+    holding the file: one record in memory at a time, so files larger than memory stream through."""
+    source = os.fspath(path)
+    fh = _open_text(source)
+    try:
+        head = fh.read(4096)
+        first = head.lstrip()[:1]
+        if not first:
+            raise ValueError(f"{source}: the file is empty")
+        fh.seek(0)
+        yield from _records(fh, source, _format(source, first, None))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{source}: truncated or corrupt gzip data ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{source}: not a text file (it holds bytes that are not UTF-8)") from exc
+    finally:
+        fh.close()
+
+
+def _format(source: str, first: str, fmt: str | None) -> str:
+    """"fasta" or "fastq" from the first character; ValueError when it is neither, or not `fmt`."""
     detected = {">": "fasta", "@": "fastq"}.get(first)
     if detected is None or (fmt is not None and detected != fmt):
         expected = {"fasta": "'>' (FASTA)", "fastq": "'@' (FASTQ)", None: "'>' (FASTA) or '@' (FASTQ)"}[fmt]
         raise ValueError(f"{source}: not {(fmt or 'FASTA/FASTQ').upper()}: the first record starts with "
                          f"{first!r}, expected {expected}")
-    ids: list[str] = []
-    seqs: list[str] = []
-    records = SeqIO.parse(io.StringIO(text), detected)
+    return detected
+
+
+def _records(handle: TextIO, source: str, fmt: str) -> Iterator[tuple[str, str]]:
+    """(id, cleaned sequence) of each record Bio.SeqIO parses from `handle`; errors name the record."""
+    records = SeqIO.parse(handle, fmt)
+    n = 0
     while True:
-        where = f"{source} record {len(seqs) + 1}"
+        n += 1
+        where = f"{source} record {n}"
         try:
             record = next(records)
         except StopIteration:
-            break
+            return
         except ValueError as exc:
-            raise ValueError(f"{where}: malformed {detected.upper()} ({exc})") from exc
-        seqs.append(_clean_sequence(str(record.seq), f"{where} ({record.id!r})"))
-        ids.append(record.id)
-    return Sequences(ids, seqs)
+            raise ValueError(f"{where}: malformed {fmt.upper()} ({exc})") from exc
+        yield record.id, _clean_sequence(str(record.seq), f"{where} ({record.id!r})")
+
+
+def _parse(source: str, fmt: str | None) -> Sequences:
+    """Parse FASTA or FASTQ (`fmt` None: decided by the first character) with Bio.SeqIO."""
+    text = _read_text(source)
+    records = list(_records(io.StringIO(text), source, _format(source, text.lstrip()[0], fmt)))
+    return Sequences([r[0] for r in records], [r[1] for r in records])
 
 
 def _clean_sequence(raw: str, where: str) -> str:

@@ -3,7 +3,8 @@
 `TitansDNAClassifier` (scikit-learn API) classifies sequences of any length into any number of classes;
 `scan` scores windows along long records as one stream; `reverse_complement` and `encode` implement the
 letter rule (case-insensitive; N and IUPAC codes as a uniform mix of their bases); the `titans-dna`
-command line lives in `titans_ts.genomics.cli`, the benchmark in `titans_ts.genomics.benchmark`.
+command line lives in `titans_ts.genomics.cli` (its predict and scan run as tasks, here or on Dask workers:
+`titans_ts.genomics.distributed`), the benchmark in `titans_ts.genomics.benchmark`.
 Names load lazily, so the command line answers `--help` and usage errors without importing torch.
 """
 from importlib import import_module

@@ -8,18 +8,17 @@ line; output files are written atomically, so a failed run leaves none behind.
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
-import io
 import json
 import sys
+import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from titans_ts.cli import ArgumentParser, UsageError, run, write_output
-from titans_ts.datasets import read_labelled, read_sequences
+from titans_ts.datasets import iter_sequences, read_labelled, read_sequences
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _READABLE_BASES = 120  # the surprise plot writes the bases along records up to this length
@@ -55,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="a model written by `titans-dna train`")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA / FASTQ files or sequence tables")
     predict.add_argument("--out", help="write the TSV here instead of stdout")
+    _add_dask(predict)
 
     evaluate = sub.add_parser("evaluate", help="accuracy, MCC, AUROC and the confusion matrix on labelled data")
     evaluate.add_argument("--model", required=True, help="a model written by `titans-dna train`")
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--window", type=int, help="window length in bases (default: the training length)")
     scan_p.add_argument("--stride", type=int, help="step between windows in bases (default: half the window)")
     scan_p.add_argument("--out", help="write the TSV here instead of stdout")
+    _add_dask(scan_p)
 
     surprise_p = sub.add_parser("surprise", help="the memory's surprise at every base (TSV id, position, momentary, "
                                 "past) and a plot of it along one record")
@@ -84,6 +85,14 @@ def _add_labelled(p: argparse.ArgumentParser) -> None:
     source.add_argument("--class", dest="classes", action="append", metavar="NAME=FASTA",
                         help="one FASTA/FASTQ file per class, repeated: "
                              "--class promoter=pos.fa --class background=neg.fa")
+
+
+def _add_dask(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="spread the records over a local Dask cluster of N worker processes (needs the dask extra)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="spread the records over the Dask cluster at ADDRESS, e.g. tcp://host:8786")
 
 
 # -- input ----------------------------------------------------------------------------------------------
@@ -132,17 +141,16 @@ def _table_names(path: str, ids: list[str]) -> list[str]:
     return [f"{path} line {rid[len(prefix):]}" if rid.startswith(prefix) else f"{path} ({rid!r})" for rid in ids]
 
 
-def _tsv(rows: list[list]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, delimiter="\t", lineterminator="\n").writerows(rows)
-    return buf.getvalue()
-
-
 def _emit(text: str, out: str | None) -> None:
+    _emit_with(lambda fh: fh.write(text), out)
+
+
+def _emit_with(write: Callable[[TextIO], object], out: str | None) -> None:
+    """`write` to stdout, or atomically to the file `out`."""
     if out is None:
-        sys.stdout.write(text)
+        write(sys.stdout)
     else:
-        _write_file(out, lambda fh: fh.write(text))
+        _write_file(out, write)
 
 
 def _write_file(path: str, write: Callable[[TextIO], object]) -> None:
@@ -169,21 +177,29 @@ def _train(args: argparse.Namespace) -> None:
           f"wrote {args.model}", file=sys.stderr)
 
 
-def _predict(args: argparse.Namespace) -> None:
-    from .classifier import TitansDNAClassifier
+def _stream(paths: Sequence[str]) -> Iterator[tuple[str, str, str]]:
+    """(id, sequence, name for messages) of every record of the files in turn: FASTA / FASTQ record by
+    record, tables whole."""
+    for path in paths:
+        if _is_records(path):
+            for i, (rid, seq) in enumerate(iter_sequences(path)):
+                yield rid, seq, f"{path} record {i + 1} ({rid!r})"
+        else:
+            yield from zip(*_records(path))
 
-    clf = TitansDNAClassifier.load(args.model)
-    ids, seqs, names = [], [], []
-    for path in args.inputs:
-        i, s, n = _records(path)
-        ids += i
-        seqs += s
-        names += n
-    probs = clf.predict_proba(seqs, names=names)
+
+def _predict(args: argparse.Namespace) -> None:
+    from .distributed import dask_client, load_model, predict_text, tsv
+
+    clf = load_model(args.model)
     header = ["id", "predicted_label", *(f"p_{c}" for c in clf.classes_.tolist())]
-    labels = clf.classes_[probs.argmax(1)].tolist()
-    rows = [[rid, label, *(f"{p:.6f}" for p in row)] for rid, label, row in zip(ids, labels, probs)]
-    _emit(_tsv([header, *rows]), args.out)
+
+    def write(fh: TextIO) -> None:
+        fh.write(tsv([header]))
+        with dask_client(args.workers, args.scheduler) as client:
+            fh.writelines(predict_text(args.model, _stream(args.inputs), client))
+
+    _emit_with(write, args.out)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -211,28 +227,32 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _scan(args: argparse.Namespace) -> None:
-    from .classifier import TitansDNAClassifier
-    from .scanning import check_scan_steps, default_steps, scan
+    from .distributed import dask_client, load_model, scan_text, tsv
+    from .scanning import check_scan_steps, default_steps
 
-    clf = TitansDNAClassifier.load(args.model)
+    clf = load_model(args.model)
     window, stride = default_steps(clf)
     window = args.window if args.window is not None else window
     stride = args.stride if args.stride is not None else (window // 2 if args.window is not None else stride)
     check_scan_steps(clf, window, stride)
-    ids, seqs = read_sequences(args.input)
     header = ["#chrom", "start", "end", "predicted_label", *(f"p_{c}" for c in clf.classes_.tolist())]
+    bases = 0
+
+    def records() -> Iterator[tuple[str, str, str]]:
+        nonlocal bases
+        for rid, seq, name in _stream([args.input]):
+            bases += len(seq)
+            yield rid, seq, name
 
     def write(fh: TextIO) -> None:
-        fh.write(_tsv([header]))
-        for i, (rid, seq) in enumerate(zip(ids, seqs)):
-            for w in scan(clf, seq, window, stride, name=f"{args.input} record {i + 1} ({rid!r})"):
-                label = clf.classes_[int(w.probs.argmax())]
-                fh.write(_tsv([[rid, w.start, w.end, label, *(f"{p:.6f}" for p in w.probs)]]))
+        fh.write(tsv([header]))
+        with dask_client(args.workers, args.scheduler) as client:
+            fh.writelines(scan_text(args.model, records(), window, stride, client))
 
-    if args.out is None:
-        write(sys.stdout)
-    else:
-        _write_file(args.out, write)
+    start = time.perf_counter()
+    _emit_with(write, args.out)
+    seconds = time.perf_counter() - start
+    print(f"scanned {bases:,} bases in {seconds:.1f} s ({bases / seconds:,.0f} bases/s)", file=sys.stderr)
 
 
 def _surprise(args: argparse.Namespace) -> None:

@@ -1,9 +1,9 @@
 """Score windows along a long record (a chromosome) as one stream, the memory state carried along.
 
-The record is read in steps of `stride` bases; each step's encoder outputs are kept for `window / stride`
-steps, so a window's score (the head on the window's pooled outputs and, with a positional readout, the
-outputs themselves) needs no second pass and memory stays one window's outputs whatever the record's
-length. Unlike independent windows, every score sees the whole record before it through the neural
+The encoder reads the record in blocks of about `BLOCK` bases (one call each, the stream carried), and each
+`stride` bases' outputs are kept for `window / stride` steps, so a window's score (the head on the window's
+pooled outputs and, with a positional readout, the outputs themselves) needs no second pass, and memory
+stays a block's codes and outputs whatever the record's length. Unlike independent windows, every score sees the whole record before it through the neural
 memory. Only the forward strand is read: the memory runs in one direction.
 """
 from __future__ import annotations
@@ -20,6 +20,8 @@ from titans_ts.config import check_positive_int
 
 from .classifier import TitansDNAClassifier
 from .tokenize import encode, pad_batch
+
+BLOCK = 4096  # bases per encoder call (rounded up to a multiple of the stride): few calls, a block in cache
 
 
 class Window(NamedTuple):
@@ -59,23 +61,24 @@ def scan(clf: TitansDNAClassifier, seq: str, window: int, stride: int, name: str
     """Windows of `window` bases every `stride` bases along `seq`, and a last one that reaches its end."""
     check_is_fitted(clf, "model_")
     check_scan_steps(clf, window, stride)
-    codes = encode(seq, name)
     model = clf.model_
     stream = model.start(1)
     steps: deque[_Step] = deque(maxlen=window // stride)
+    block = -(-BLOCK // stride) * stride
     emitted_end = 0
     with torch.inference_mode():
-        for begin in range(0, len(codes), stride):
-            piece = codes[begin: begin + stride]
-            x, _ = pad_batch([piece], clf.stride)
+        for first in range(0, max(len(seq), 1), block):  # an empty seq is refused by encode
+            codes = encode(seq[first: first + block], name, offset=first)
+            x, _ = pad_batch([codes], clf.stride)
             h, stream = model.tokens(x, stream)
-            steps.append(_Step(begin, h[0, :-(-len(piece) // clf.stride)]))
-            end = begin + len(piece)
-            if end - steps[0].start == window:
-                emitted_end = end
-                yield _score(clf, steps, end)
-        if emitted_end != len(codes):
-            yield _score(clf, steps, len(codes))
+            for begin in range(0, len(codes), stride):
+                end = min(begin + stride, len(codes))
+                steps.append(_Step(first + begin, h[0, begin // clf.stride: -(-end // clf.stride)]))
+                if first + end - steps[0].start == window:
+                    emitted_end = first + end
+                    yield _score(clf, steps, emitted_end)
+        if emitted_end != len(seq):
+            yield _score(clf, steps, len(seq))
 
 
 def _score(clf: TitansDNAClassifier, steps: deque[_Step], end: int) -> Window:

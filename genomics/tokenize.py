@@ -38,8 +38,9 @@ def base_probabilities() -> Tensor:
     return table
 
 
-def encode(seq: str, name: str = "sequence") -> np.ndarray:
-    """Codes (uint8, one per letter) of one sequence; ValueError naming `name` and the position if invalid."""
+def encode(seq: str, name: str = "sequence", offset: int = 0) -> np.ndarray:
+    """Codes (uint8, one per letter) of one sequence; ValueError naming `name` and the position if invalid
+    (`offset`: where seq starts in the record it was cut from, so that the position is the record's)."""
     if not isinstance(seq, str):
         raise TypeError(f"{name}: expected a str, got {type(seq).__name__}")
     if not seq:
@@ -47,7 +48,7 @@ def encode(seq: str, name: str = "sequence") -> np.ndarray:
     codes = _LOOKUP[np.frombuffer(seq.encode("ascii", errors="replace"), dtype=np.uint8)]  # "?" is invalid too
     if (codes == 255).any():
         bad = next(i for i, char in enumerate(seq) if not char.isascii() or _LOOKUP[ord(char)] == 255)
-        raise ValueError(f"{name}: invalid character {seq[bad]!r} at position {bad + 1} "
+        raise ValueError(f"{name}: invalid character {seq[bad]!r} at position {offset + bad + 1} "
                          f"(expected A, C, G, T, U or an IUPAC code {ALPHABET[4:]}, any case)")
     return codes
 

@@ -132,18 +132,23 @@ def _pairs(first: State, second: State, slots: int) -> list[Tensor]:
     return bufs
 
 
-def _write(cur: Tensor, nxt: Tensor, a: Tensor, g: Tensor, rmix: Tensor, smix: Tensor, fbeta: Tensor,
-           anchor: Tensor | None) -> Tensor:
-    """One layer's chunk write into `nxt` from `cur`, both [S | W]: S' = β S − aᵀ(2γθ g) (eq 13),
-    W' = A W + (1 − A) M̄ + fβ S − aᵀ(2c g) (eq 14, anchor M̄ or none), the two outer-product sums in one
-    matmul. Returns its right factor."""
-    torch.mul(cur, smix, out=nxt)
-    nxt[..., 1, :].addcmul_(cur[..., 0, :], fbeta)
+def _write(cur: tuple[Tensor, ...], nxt: tuple[Tensor, ...], a: Tensor, g: Tensor, rmix: Tensor, smix: Tensor,
+           fbeta: Tensor, anchor: Tensor | None) -> Tensor:
+    """One layer's chunk write into `nxt` from `cur`, both [S | W] with their views (`_views`): S' = β S − aᵀ(2γθ g)
+    (eq 13), W' = A W + (1 − A) M̄ + fβ S − aᵀ(2c g) (eq 14, anchor M̄ or none), the two outer-product sums in
+    one matmul. Returns its right factor."""
+    torch.mul(cur[0], smix, out=nxt[0])
+    nxt[2].addcmul_(cur[1], fbeta)
     if anchor is not None:
-        nxt[..., 1, :].addcmul_(anchor, 1 - smix[..., 1, :])
+        nxt[2].addcmul_(anchor, 1 - smix[..., 1, :])
     rhs = (g.unsqueeze(-2) * rmix).flatten(-2)
-    nxt.flatten(-2).baddbmm_(a.mT, rhs)
+    nxt[3].baddbmm_(a.mT, rhs)
     return rhs
+
+
+def _views(buf: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """[S | W] (B·H, d_in, 2, d_out) with its S and W and its (B·H, d_in, 2 · d_out) view."""
+    return buf, buf[..., 0, :], buf[..., 1, :], buf.flatten(-2)
 
 
 def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State, anchor: State = (),
@@ -160,22 +165,28 @@ def scan(qk: Tensor, v: Tensor, coef: tuple[Tensor, ...], w: State, s: State, an
     out[:, :, :C].zero_()
     torch.neg(_chunk_major(v, n_seq), out=out[:, :, C:])
     rmix, smix, fbeta = _coefficients(coef, n_seq, qk.dtype)
-    slot = (lambda n: n) if save else (lambda n: n % 2)  # noqa: E731
+    rho_keys = step_scale(qk[:, :, C:])  # the first layer's ρ reads the keys alone: every chunk's at once
+    rmix_keys = rmix * rho_keys.unsqueeze(-1)
     bufs = _pairs(s, w, N + 1 if save else 2)
+    # every slice the loop reads, made once: in the loop each would cost as much as a small op
+    slots = list(zip(*([_views(x) for x in b.unbind(0)] for b in bufs)))  # per slot, per layer: [S | W] views
+    chunks = zip(qk.unbind(0), qk[:, :, C:].unbind(0), out.unbind(0), out[:, :, C:].unbind(0), rmix_keys.unbind(0),
+                 rmix.unbind(0), smix.unbind(0), fbeta.unbind(0), rho_keys.unbind(0))
     hidden = []  # with `save`: per chunk the hidden pre-activations, p_l and each layer's ρ, for the backward
-    for n in range(N):
-        cur, nxt = [b[slot(n)] for b in bufs], [b[slot(n + 1)] for b in bufs]
-        ws = [x[..., 1, :] for x in cur]
-        ins, pre = hidden_rows(ws, qk[n])
-        out[n].baddbmm_(ins[-1], ws[-1])  # read the queries (eq 15), M(k) − v for the keys
-        gs, ps = surprise_grads(ws, [z[:, C:] for z in pre], out[n, :, C:])
-        rho = [step_scale(a[:, C:]) for a in ins]
+    for n, (rows, keys, o, err, rm_keys, rm, sm, fb, rho_k) in enumerate(chunks):
+        cur, nxt = (slots[i if save else i % 2] for i in (n, n + 1))
+        ws = [x[2] for x in cur]
+        ins, pre = hidden_rows(ws, rows)
+        o.baddbmm_(ins[-1], ws[-1])  # read the queries (eq 15), M(k) − v for the keys
+        gs, ps = surprise_grads(ws, [z[:, C:] for z in pre], err)
+        a = [keys, *(x[:, C:] for x in ins[1:])]
+        rho = [step_scale(x) for x in a[1:]]
         for l in range(len(ws)):
-            _write(cur[l], nxt[l], ins[l][:, C:], gs[l], rmix[n] * rho[l].unsqueeze(-1), smix[n], fbeta[n],
+            _write(cur[l], nxt[l], a[l], gs[l], rm * rho[l - 1].unsqueeze(-1) if l else rm_keys, sm, fb,
                    anchor[l] if anchor else None)
         if save:
-            hidden += [*pre, *ps, *rho]
-    last = [b[slot(N)].unflatten(0, (B, H)) for b in bufs]
+            hidden += [*pre, *ps, rho_k, *rho]
+    last = [b[N if save else N % 2].unflatten(0, (B, H)) for b in bufs]
     y = out[:, :, :C].unflatten(1, (B, H)).movedim(0, 2)
     saved = [qk, out, rmix, smix, fbeta, *bufs, *anchor, *hidden] if save else []
     return y, tuple(x[..., 1, :].contiguous() for x in last), tuple(x[..., 0, :].contiguous() for x in last), saved

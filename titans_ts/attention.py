@@ -73,14 +73,11 @@ class Attention(nn.Module):
         return F.scaled_dot_product_attention(q, keys, vals, attn_mask=allowed)
 
     @staticmethod
-    def _attend_blocks(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
-        """The same for blocks, q (B, H, nb, bq, D) against their own keys k (B, H, nb, m, D), allowed (nb, bq, m),
-        kp (B, H, 1, Np, D): the persistent tokens' scores are joined to each block's, not their keys (many
-        small products: faster by hand than through the fused kernel)."""
-        scale = 1 / math.sqrt(q.shape[-1])
-        s = (q @ k.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
-        p = torch.softmax(torch.cat([q @ kp.transpose(-1, -2) * scale, s], dim=-1), dim=-1)
-        return p[..., : kp.shape[-2]] @ vp + p[..., kp.shape[-2]:] @ v
+    def _attend_blocks(q: Tensor, keys: Tensor, vals: Tensor, allowed: Tensor) -> Tensor:
+        """The same for blocks, q (B, H, nb, bq, D) against their own keys (B, H, nb, m, D), the persistent
+        tokens' first, allowed (nb, bq, m): many small products, faster by hand than through the fused kernel."""
+        s = (q * (1 / math.sqrt(q.shape[-1]))) @ keys.transpose(-1, -2)
+        return torch.softmax(s.masked_fill_(~allowed, float("-inf")), dim=-1) @ vals
 
     def forward(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
         """Sliding-window attention over x (B, T, d) continuing the stream in `state`."""
@@ -107,20 +104,21 @@ class Attention(nn.Module):
             j = torch.arange(cached, cached + n, device=x.device)[:, None]
             m = torch.arange(cached + n, device=x.device)[None, :]
             return self._merge(self._attend(q, keys, vals, (m <= j) & (m >= j - P), Np)), new
-        keys, vals = keys[:, :, Np:], vals[:, :, Np:]
         bq = w  # queries per block
         nb = -(-n // bq)
         pad_left, pad_right = P - cached, nb * bq - n
         valid = F.pad(torch.ones(cached + n, dtype=torch.bool, device=x.device), (pad_left, pad_right))
-        kpad, vpad = (F.pad(t, (0, 0, pad_left, pad_right)) for t in (keys, vals))
-        # block b holds queries [b·bq, (b+1)·bq) and keys [b·bq − P, (b+1)·bq), i.e. bq + P of them
-        kwin, vwin = (t.unfold(2, bq + P, bq).transpose(-1, -2) for t in (kpad, vpad))  # (B, H, nb, bq+P, D)
+        # block b holds queries [b·bq, (b+1)·bq) and keys [b·bq − P, (b+1)·bq), i.e. bq + P of them, after the
+        # persistent tokens' Np
+        kwin, vwin = (torch.cat([p.unsqueeze(2).expand(-1, -1, nb, -1, -1),
+                                 F.pad(t[:, :, Np:], (0, 0, pad_left, pad_right)).unfold(2, bq + P, bq).transpose(-1, -2)],
+                                dim=3) for p, t in ((kp, keys), (vp, vals)))  # (B, H, nb, Np + bq + P, D)
         j = torch.arange(bq, device=x.device)[:, None]
         m = torch.arange(bq + P, device=x.device)[None, :]
         band = (m >= j) & (m <= j + P) & valid.unfold(0, bq + P, bq)[:, None, :]  # key m is one of the w most recent
+        band = torch.cat([band.new_ones(nb, bq, Np), band], dim=-1)
         qb = F.pad(q, (0, 0, 0, pad_right)).unflatten(2, (nb, bq))
-        o = self._attend_blocks(qb, kwin, vwin, band, kp.unsqueeze(2), vp.unsqueeze(2)).flatten(2, 3)[:, :, :n]
-        return self._merge(o), new
+        return self._merge(self._attend_blocks(qb, kwin, vwin, band).flatten(2, 3)[:, :, :n]), new
 
     def segment(self, x: Tensor, h: Tensor) -> Tensor:
         """MAC attention over [persistent ‖ h ‖ x] for one segment (eq 22): token i sees h_j and x_j for j ≤ i."""

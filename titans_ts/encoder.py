@@ -1,6 +1,7 @@
 """`TitansEncoder`: a stack of Titans blocks over a (batch, time, d_model) stream, with streaming state."""
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -11,12 +12,16 @@ from titans_ts.config import TitansConfig
 from titans_ts.memory import Surprise
 from titans_ts.state import MemoryState
 
+SEGMENT = 4096  # tokens per piece when a long input is read without gradients (rounded to whole windows and chunks)
+
 
 class TitansEncoder(nn.Module):
     """`enc(x, state=None, memorize=True) -> (y, state)`: y has x's shape, state continues the stream.
 
     Calling with the returned state on the next piece of the sequence gives the same outputs as one call
-    on the whole sequence. `memorize=False` reads the memory without writing to it.
+    on the whole sequence. `memorize=False` reads the memory without writing to it. Without gradients a long
+    input is read that way, in segments of about `SEGMENT` tokens with the state carried (equality 3), so that
+    every intermediate stays a segment long and in cache, whatever T.
     """
 
     def __init__(self, config: TitansConfig):
@@ -35,6 +40,19 @@ class TitansEncoder(nn.Module):
             raise ValueError(f"x must have shape (batch, time >= 1, {self.config.d_model}), got {tuple(x.shape)}")
         if state is not None and state.batch_size != x.shape[0]:
             raise ValueError(f"state holds batch size {state.batch_size} but x has {x.shape[0]}")
+        c = self.config
+        step = math.lcm(c.window, c.chunk_size)
+        segment = -(-SEGMENT // step) * step
+        if torch.is_grad_enabled() or x.shape[1] <= segment:
+            return self._layers(x, state, memorize)
+        ys = []
+        for piece in x.split(segment, dim=1):
+            y, state = self._layers(piece, state, memorize)
+            ys.append(y)
+        return torch.cat(ys, dim=1), state
+
+    def _layers(self, x: Tensor, state: MemoryState | None, memorize: bool) -> tuple[Tensor, MemoryState]:
+        """Every layer over x in one call, then the final norm."""
         states = {}
         for i, layer in enumerate(self.layers):
             x, states[f"layers.{i}"] = layer(x, part(state, f"layers.{i}"), memorize)
@@ -56,7 +74,7 @@ class TitansEncoder(nn.Module):
 
         hooks = [layer.memory.register_forward_hook(partial(record, i)) for i, layer in enumerate(self.layers)]
         try:
-            y, state = self(x, state, memorize)
+            y, state = self._layers(x, state, memorize)  # one call: a MAC block re-reads at each call's start
         finally:
             for h in hooks:
                 h.remove()
