@@ -4,7 +4,8 @@ Time series: `load_ett` reads ETT-format CSVs (`date,<channels...>`), `ett_split
 Informer / Time-Series-Library protocol (`ett_borders`) or the FSNet / OneNet online one
 (`ett_online_borders`) with a scaler fitted on the training rows only.
 DNA: `read_labelled` (CSV / TSV), `read_fasta`, `read_fastq`, `read_sequences`, `read_classes`
-(one file per class), `read_genomic_benchmarks` (folder layout), `stratified_split`.
+(one file per class), `read_genomic_benchmarks` (folder layout), `stratified_split`, and
+`iter_genome` (genome FASTA, record by record).
 Synthetic data with known answers lives in `titans_ts.datasets.synthetic`; `bundled_*` give the
 shipped ETTh1 and E. coli promoter samples. Only polars, numpy and biopython are imported here.
 """
@@ -14,6 +15,7 @@ from .ett import Borders, ETTSplits, ett_borders, ett_online_borders, ett_splits
 from .sequences import (
     LabelledSequences,
     Sequences,
+    iter_genome,
     read_classes,
     read_fasta,
     read_fastq,
@@ -27,7 +29,7 @@ from .synthetic import anomaly_stream, load_jaspar, planted_motif_dna, recurring
 __all__ = [
     "Borders", "ETTSplits", "LabelledSequences", "Sequences",
     "anomaly_stream", "bundled_dna_path", "bundled_ett_path", "ett_borders", "ett_online_borders",
-    "ett_splits", "load_bundled_dna", "load_bundled_ett", "load_ett", "load_jaspar", "planted_motif_dna",
+    "ett_splits", "iter_genome", "load_bundled_dna", "load_bundled_ett", "load_ett", "load_jaspar", "planted_motif_dna",
     "read_classes", "read_fasta", "read_fastq", "read_genomic_benchmarks", "read_labelled",
     "read_sequences", "recurring_motifs", "stratified_split", "synthetic",
 ]

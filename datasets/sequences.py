@@ -2,7 +2,8 @@
 
 Readers: `read_labelled` (CSV `sequence,label` / TSV `seq<TAB>label`), `read_fasta`, `read_fastq`,
 `read_sequences` (either, by content), `read_classes` (one FASTA/FASTQ per class) and
-`read_genomic_benchmarks` (`<root>/<split>/<class>/*.txt`). Every reader detects gzip by its magic
+`read_genomic_benchmarks` (`<root>/<split>/<class>/*.txt`), and `iter_genome`, which streams the records
+of a genome FASTA one at a time (bgzip is gzip to it). Every reader detects gzip by its magic
 bytes (not the file name), accepts CRLF line endings, strips whitespace from sequences and keeps their
 case: casing is the classifier's decision (some data sets leak the label through it). Problems are
 ValueErrors naming the file and the line or record at fault.
@@ -12,15 +13,17 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import os
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from Bio import SeqIO
+from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 Label = int | str
 PathLike = str | os.PathLike[str]
@@ -102,6 +105,34 @@ def read_fastq(path: PathLike) -> Sequences:
 def read_sequences(path: PathLike) -> Sequences:
     """Read a FASTA or FASTQ file, telling them apart by the first character ('>' or '@')."""
     return _parse(os.fspath(path), None)
+
+
+def iter_genome(path: PathLike) -> Iterator[tuple[str, str]]:
+    """Yield (id, sequence) for each record of a FASTA file, plain, gzip or bgzip (found by content), one
+    record in memory at a time, so a chromosome-sized file streams. Letters are kept as they are (soft-masked
+    bases stay lower case). ValueError names the file and record for an empty or corrupt file."""
+    source = os.fspath(path)
+    with open(source, "rb") as fh:
+        compressed = fh.read(2) == _GZIP_MAGIC
+    count = 0
+    try:
+        with (gzip.open(source, "rt") if compressed else open(source)) as fh:  # bgzip: gzip members in a row
+            first = ""
+            while not first.strip():
+                first = fh.readline()
+                if not first:
+                    raise ValueError(f"{source}: the file is empty")
+            if not first.startswith(">"):
+                raise ValueError(f"{source}: not FASTA: the first record starts with {first.lstrip()[:1]!r}, "
+                                 "expected '>'")
+            for title, raw in SimpleFastaParser(itertools.chain([first], fh)):
+                count += 1
+                rid = (title.split(maxsplit=1) or [""])[0]
+                yield rid, _clean_sequence(raw, f"{source} record {count} ({rid!r})")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{source}: truncated or corrupt gzip data ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{source}: not a text file (it holds bytes that are not UTF-8)") from exc
 
 
 def read_classes(files: Mapping[str, PathLike]) -> LabelledSequences:
