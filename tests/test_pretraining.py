@@ -26,7 +26,7 @@ from titans_ts.genomics.pretraining import (
 )
 from titans_ts.genomics.tokenize import encode
 
-SMALL = dict(d_model=16, n_layers=1, heads=2, window=8, chunk_size=8, k=4, stride=2, variant="mag")
+SMALL = dict(d_model=16, n_layers=1, heads=2, window=8, chunk_size=8, memory_depth=1, k=4, stride=2, variant="mag")
 UNIT = "ACGGTCATTGACCTAGGATCCAGTTAGCA"  # 29 bases: one period of the synthetic genome
 
 
