@@ -174,9 +174,6 @@ def _write_file(path: str, write: Callable[[TextIO], object]) -> None:
 
 # -- commands (heavy imports inside, so usage errors come back at once) ----------------------------------
 def _pretrain(args: argparse.Namespace) -> None:
-    folder = Path(args.model).parent
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {args.model}: folder {folder} does not exist")
     from .pretraining import pretrain
 
     report = pretrain(args.fasta, args.model, epochs=args.epochs, max_bases=args.max_bases,

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -201,6 +202,8 @@ def pretrain(fasta: Sequence[str | os.PathLike], model: str | os.PathLike, *, ep
         raise ValueError(f"length ({length}) must be a multiple of stride ({params['stride']})")
     if params["tokenizer"] == "kmer" and params["k"] > 8:
         raise ValueError(f"k must be at most 8 (4**k embeddings), got {params['k']}")
+    if not Path(model).parent.is_dir():  # found now, not after the first epoch
+        raise ValueError(f"cannot write {model}: folder {Path(model).parent} does not exist")
     config = encoder_config(dropout=0.0, **{n: v for n, v in params.items() if n not in ("tokenizer", "k", "stride")})
     start = time.perf_counter()
     train, val = read_stretches(fasta, max_bases, validation_fraction)

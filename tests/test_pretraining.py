@@ -162,6 +162,8 @@ def test_pretrain_rejects_bad_parameters(genome, tmp_path):
         pretrain([genome], tmp_path / "m", pooling="mean")
     with pytest.raises(ValueError, match="multiple of stride"):
         pretrain([genome], tmp_path / "m", length=255, **SMALL)
+    with pytest.raises(ValueError, match="folder .*nowhere does not exist"):
+        pretrain([genome], tmp_path / "nowhere" / "m", **SMALL)
     assert not (tmp_path / "m").exists()
 
 
