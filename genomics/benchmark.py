@@ -283,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cnn_epochs = 1 if args.quick else 30
     size = args.subsample or (200 if args.quick else None)
     rows = []
+
+    def seeded(seed: int, **extra: Any) -> dict[str, Any]:  # the seed of the row wins over --set random_state
+        return {**params, **extra, "random_state": seed}
+
     for name in args.datasets:
         try:
             split = load(name, Path(args.data_dir))
@@ -291,20 +295,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if size is not None:
             split = subsample(split, size)
         titans = f"titans-{params['variant']}"
-        models: list[tuple[str, str, Callable[[int], Estimator], bool]] = [  # (key, row name, make, seeded)
-            ("titans", titans, lambda s: TitansDNAClassifier(**params, random_state=s), True),
+        models: list[tuple[str, str, Callable[[int], Estimator], bool]] = [  # (key, row name, make, uses a seed)
+            ("titans", titans, lambda s: TitansDNAClassifier(**seeded(s)), True),
             ("kmer", f"{args.k}-mer logreg", lambda s: KmerLogisticRegression(args.k), False),
             ("kmer-position", f"{args.k}-mer+pos logreg", lambda s: KmerLogisticRegression(args.k, True), False),
             ("cnn", "cnn", lambda s: CNNClassifier(epochs=cnn_epochs, random_state=s), True)]
         if name in inits:
             models.insert(1, ("titans", f"{titans} from {Path(inits[name]).name}",
-                              lambda s: TitansDNAClassifier(**params, init=inits[name], random_state=s), True))
+                              lambda s: TitansDNAClassifier(**seeded(s, init=inits[name])), True))
         if max(len(s) for s in split.seqs) > max_len:
             models.insert(1, ("titans-truncated", f"{titans} first {max_len} bp",
-                              lambda s: Truncated(TitansDNAClassifier(**params, random_state=s), max_len), True))
-        for key, model, make, seeded in models:
+                              lambda s: Truncated(TitansDNAClassifier(**seeded(s)), max_len), True))
+        for key, model, make, uses_seed in models:
             if key in args.models:
-                rows.append(evaluate(name, model, split, make, args.seeds if seeded else []))
+                rows.append(evaluate(name, model, split, make, args.seeds if uses_seed else []))
                 print(table(rows[-1:]).splitlines()[-1] if len(rows) > 1 else table(rows), flush=True)
     choose(rows)
     print(f"\nsplit: {SPLIT}; medians over model seeds {args.seeds}\n")
