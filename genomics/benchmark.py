@@ -165,6 +165,8 @@ def evaluate(dataset: str, model: str, split: Split, make: Callable[[int], Estim
 
 def choose(rows: Sequence[Row]) -> None:
     """Mark, per set, the Titans row with the best median validation accuracy (the test part plays no part)."""
+    for r in rows:
+        r.chosen = False
     for dataset in dict.fromkeys(r.dataset for r in rows):
         titans = [r for r in rows if r.dataset == dataset and r.model.startswith("titans")]
         if titans:
@@ -282,7 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     max_len = TitansDNAClassifier(**params).max_len
     cnn_epochs = 1 if args.quick else 30
     size = args.subsample or (200 if args.quick else None)
-    rows = []
+    command = ["python -m titans_ts.genomics.benchmark", *(argv if argv is not None else sys.argv[1:])]
+    meta = {"command": " ".join(command), "date": datetime.date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "seeds": args.seeds,
+            "torch_threads": torch.get_num_threads(), "titans_params": params, "init": inits,
+            "subsample": size, "split": SPLIT, "published": PUBLISHED}
+    rows: list[Row] = []
 
     def seeded(seed: int, **extra: Any) -> dict[str, Any]:  # the seed of the row wins over --set random_state
         return {**params, **extra, "random_state": seed}
@@ -310,19 +317,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             if key in args.models:
                 rows.append(evaluate(name, model, split, make, args.seeds if uses_seed else []))
                 print(table(rows[-1:]).splitlines()[-1] if len(rows) > 1 else table(rows), flush=True)
+                if args.json:  # after every row, so that an interrupted run keeps what it finished
+                    write_json(args.json, meta, rows)
     choose(rows)
     print(f"\nsplit: {SPLIT}; medians over model seeds {args.seeds}\n")
     print(table(rows))
     print("\n".join(["", *margins(rows)]))
-    if args.json:
-        command = ["python -m titans_ts.genomics.benchmark", *(argv if argv is not None else sys.argv[1:])]
-        meta = {"command": " ".join(command), "date": datetime.date.today().isoformat(),
-                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "seeds": args.seeds,
-                "torch_threads": torch.get_num_threads(), "titans_params": params, "init": inits,
-                "subsample": size, "split": SPLIT, "published": PUBLISHED}
-        text = json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
-        write_atomic(args.json, lambda tmp: Path(tmp).write_text(text))
     return 0
+
+
+def write_json(path: str, meta: dict[str, Any], rows: list[Row]) -> None:
+    """The rows so far (the Titans row chosen among them) and the run's metadata, written atomically."""
+    choose(rows)
+    text = json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 if __name__ == "__main__":
