@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader
 
 from titans_ts import TitansConfig
 from titans_ts.config import ALPHA_INIT
+from titans_ts.devices import DEVICE_DEFAULTS, DEVICES, device_args
 from titans_ts.params import Constraint, Either, Interval, OneOf, integer, optional_integer, validate
-from titans_ts.training import DEVICE_DEFAULTS, DEVICES, device_args, world_size
 from titans_ts.training import fit as fit_loop
+from titans_ts.training import world_size
 
 from . import persist
 from .conformal import conformal_offsets
@@ -74,8 +75,9 @@ class TitansForecaster(BaseEstimator):
     processes unasked. `strategy="ddp"` with `devices=2` or more trains one global model over several
     devices, each reading its share of the shuffled segments (so it needs `recall=False` and
     `carry_memory=False`: carried lanes are read in order by one process); the caller ends with the
-    trained model whether it is a script, a notebook or a launcher's process. After `fit` the model and
-    its streams are on the CPU, where streaming, prediction and saving run; files hold CPU tensors.
+    trained model whether it is a script, a notebook or a launcher's process. After `fit` the model is on
+    the CPU; streaming and prediction run wherever `net_` is (move it, e.g. `f.net_.cuda()`, to stream on a
+    GPU) while the streams' state and every result stay on the CPU, and files hold CPU tensors.
 
     `memory_retention` (tokens) starts the encoder memory's forgetting gate at α_t = 1 / memory_retention
     (eq 13; None: `TitansConfig`'s default, about 3,000) and makes it forget towards the initial weights
@@ -123,7 +125,7 @@ class TitansForecaster(BaseEstimator):
         validate(self, self.parameter_constraints)
         if self.patch > self.lookback:
             raise ValueError(f"TitansForecaster.patch ({self.patch}) must not exceed lookback ({self.lookback})")
-        if (self.carry_memory or self.recall) and self.devices != 1 and world_size(**device_args(self)) > 1:
+        if (self.carry_memory or self.recall) and world_size(**device_args(self)) > 1:
             raise ValueError(f"TitansForecaster.devices ({self.devices!r}): training with the memory carried "
                              "(recall=True or carry_memory=True) runs in one process; set recall=False and "
                              "carry_memory=False to train over several devices")
@@ -467,7 +469,9 @@ class TitansForecaster(BaseEstimator):
             w = self.scaler_.scale(windows[a: a + size], first[a: a + size])
             N, C = w.shape[0], w.shape[2]
             x = w if self.channel_mixing else w.permute(0, 2, 1).reshape(N * C, T, 1)
-            p = self.net_(x, self.net_.initial_context(x.shape[0], torch.float32), at=at)[0][:, -1]  # (B, n, H)
+            x = x.to(next(self.net_.parameters()).device)
+            ctx = self.net_.initial_context(x.shape[0], torch.float32).to(x.device)
+            p = self.net_(x, ctx, at=at)[0][:, -1].cpu()  # (B, n, H)
             p = p if self.channel_mixing else p.reshape(N, C, self.horizon)
             out.append(self.scaler_.unscale(p.transpose(1, 2).double().numpy(), first[a: a + size] + T))
         return np.concatenate(out)

@@ -16,8 +16,8 @@ from titans_ts.config import TitansConfig
 from titans_ts.datasets import stratified_split
 from titans_ts.io import load_bundle, save_bundle
 from titans_ts.memory import Surprise
+from titans_ts.devices import DEVICE_DEFAULTS, DEVICES, device_args
 from titans_ts.params import Interval, OneOf, integer, optional_integer, validate
-from titans_ts.training import DEVICE_DEFAULTS, DEVICES, device_args
 from titans_ts.training import fit as fit_loop
 
 from .data import ListDataset, StrandDataset, collate, seq_list

@@ -97,14 +97,112 @@ def test_carried_memory_refuses_several_processes_and_says_what_to_set():
         TitansForecaster(**{**FORECASTER, "recall": True}, **DDP).fit(series())
 
 
-def test_prediction_follows_the_model_device(classifiers, dna):
-    """Inputs go to the device the model is on (here the CPU in float64) and results come back as numpy."""
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_prediction_follows_the_model_device_and_returns_cpu_results(classifiers, forecasters, dna):
+    """Moved to the GPU, each model predicts there (the memory update in the Triton kernels) as it did on
+    the CPU; streams, results and files stay on the CPU."""
+    seqs = dna[0][600:620]
     clf = classifiers["one"]
-    seqs = dna[0][300:310]
-    before = clf.predict_proba(seqs)
-    clf.model_.double()
+    on_cpu = clf.predict_proba(seqs)
+    clf.model_.cuda()
     try:
-        assert np.allclose(clf.predict_proba(seqs), before, atol=1e-5)
+        np.testing.assert_allclose(clf.predict_proba(seqs), on_cpu, atol=1e-4)
     finally:
-        clf.model_.float()
-    assert torch.equal(torch.as_tensor(clf.predict_proba(seqs)), torch.as_tensor(before))
+        clf.model_.cpu()
+    held = series()[320:340]
+    f = forecasters["one"]
+    windows = held[None, :16]
+    expected = (f.forecast_windows(windows), f.backtest(held)["forecast"].to_list())
+    f.net_.cuda()
+    try:
+        np.testing.assert_allclose(f.forecast_windows(windows), expected[0], rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(f.backtest(held)["forecast"].to_list(), expected[1], rtol=1e-3, atol=1e-3)
+        assert f.streams_.point.device.type == "cpu"
+    finally:
+        f.net_.cpu()
+
+
+FLAGS = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--precision", "64-true"]
+GIVEN = {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "precision": "64-true"}
+
+
+@pytest.fixture
+def loop_args(monkeypatch):
+    """The keyword arguments each estimator hands the training loop (which then stops the command)."""
+    import titans_ts.forecasting.forecaster as forecaster
+    import titans_ts.genomics.classifier as classifier
+
+    seen = {}
+
+    def record(model, train, val=None, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stopped after the training loop's arguments")
+
+    monkeypatch.setattr(forecaster, "fit_loop", record)
+    monkeypatch.setattr(classifier, "fit_loop", record)
+    return seen
+
+
+def test_cli_device_flags_reach_the_estimators(loop_args, tmp_path, capsys):
+    from titans_ts.datasets import bundled_dna_path
+    from titans_ts.forecasting.cli import main as forecast_main
+    from titans_ts.genomics.cli import main as dna_main
+
+    path = tmp_path / "y.csv"
+    np.savetxt(path, series(), delimiter=",", header="a,b", comments="")
+    common = ["--horizon", "4", "--lookback", "16", "--epochs", "1", "--no-recall", "--quiet"]
+    assert forecast_main(["forecast", "--data", str(path), "--out", str(tmp_path / "f.csv"), *common, *FLAGS]) == 2
+    assert {k: loop_args[k] for k in GIVEN} == GIVEN
+    loop_args.clear()
+    assert dna_main(["train", "--data", str(bundled_dna_path()), "--model", str(tmp_path / "m"), "--quiet", *FLAGS]) == 2
+    assert {k: loop_args[k] for k in GIVEN} == GIVEN
+    loop_args.clear()
+    assert dna_main(["train", "--data", str(bundled_dna_path()), "--model", str(tmp_path / "m"), "--quiet"]) == 2
+    assert {k: loop_args[k] for k in GIVEN} == {"accelerator": "auto", "devices": 1, "strategy": "auto",
+                                                "precision": "32-true"}  # no flag: the estimator's defaults
+    capsys.readouterr()
+    assert dna_main(["train", "--data", str(bundled_dna_path()), "--model", str(tmp_path / "m"),
+                     "--devices", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["titans-dna: error: TitansDNAClassifier.devices must be one of ('auto', -1) or an integer >= 1, "
+                   "got 'none'"]
+
+
+NODE = """
+import json, sys
+import torch
+from titans_ts.datasets import planted_motif_dna
+from titans_ts.genomics import TitansDNAClassifier
+torch.set_num_threads(1)
+seqs, labels = planted_motif_dna(800, 40, ["TATAAT"], seed=0)
+clf = TitansDNAClassifier(**json.loads(sys.argv[1])).fit(seqs[:600], labels[:600])
+print(json.dumps(clf.predict_proba(seqs[600:])[:, 1].tolist()))
+"""
+
+
+@pytest.mark.slow
+def test_two_nodes_launched_by_torchrun_train_one_model(tmp_path, classifiers, dna):
+    """Two torchrun "nodes" (one CPU process each): the estimators infer num_nodes from the launcher, the
+    processes train one model together (both end with it) and it is not what one process alone trains."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "node.py"
+    script.write_text(NODE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    params = json.dumps({**CLASSIFIER, "accelerator": "cpu", "devices": 1, "strategy": "ddp"})
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                               "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
+                               str(script), params], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    probs = [np.array(json.loads(out.strip().splitlines()[-1])) for out, _ in outputs]
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-6)  # one model, the same on both nodes
+    alone = classifiers["one"].predict_proba(dna[0][600:])[:, 1]
+    assert np.abs(probs[0] - alone).max() > 1e-3  # each node read half of every epoch
+    assert ((probs[0] > 0.5) == dna[1][600:]).mean() > 0.8

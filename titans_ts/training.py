@@ -7,8 +7,9 @@ arguments, under the same names and spellings in every estimator (`DEVICES` hold
 
 Several processes (`strategy="ddp"`, devices > 1 or several nodes): the losses are averaged over the
 processes before they are logged, so every process keeps the same best epoch and stops at the same
-one. Where a launcher (torchrun, SLURM, MPI) started the processes, "ddp" is Lightning's DDP as is:
-every process runs the caller's script and ends with the trained model. Otherwise, in a plain Python
+one. Where a launcher (torchrun, SLURM, MPI) started the processes, "ddp" is Lightning's DDP as is,
+on as many nodes as the launcher started processes on (`devices` per node): every process runs the
+caller's script and ends with the trained model. Otherwise, in a plain Python
 process (a script, a notebook, a test), Lightning's "ddp" would start the script again in each new
 process; instead the processes are forked from the caller where the platform forks (spawned
 elsewhere), rank 0's trained weights and the record of the fit come back to the caller's model, and
@@ -32,21 +33,9 @@ import torch.multiprocessing as mp
 from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 
-from titans_ts.params import Constraint, Either, OneOf, integer
+from titans_ts.devices import DEVICE_DEFAULTS
 
 Step = Callable[[nn.Module, Any], "Tensor | None"]  # the batch's loss, or None to skip it
-
-# Lightning's device arguments as the estimators take them, and what each may be. One device by default,
-# so that no fit starts processes unasked; "auto" takes a GPU where there is one (the memory update then
-# runs the Triton kernels), the CPU elsewhere.
-DEVICE_DEFAULTS: dict[str, Any] = {"accelerator": "auto", "devices": 1, "strategy": "auto", "precision": "32-true"}
-DEVICES: dict[str, Constraint] = {
-    "accelerator": OneOf(("auto", "cpu", "gpu", "cuda", "mps")),
-    "devices": Either(OneOf(("auto", -1)), integer(1)),
-    "strategy": OneOf(("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")),
-    "precision": OneOf(("32-true", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")),
-}
-
 
 @dataclass
 class FitResult:
@@ -165,20 +154,30 @@ def fit(
         # in-process is deliberate; a step's None skips its batch by this loop's contract; and its tree
         # helpers call a torch API that torch has deprecated
         warnings.filterwarnings("ignore", message=".*(does not have many workers|returned `None`|treespec).*")
-        trainer = pl.Trainer(strategy=strategy, **settings)
-        if strategy == "ddp" and _launches(trainer):  # else Lightning would run the caller's script anew
-            start = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            trainer = pl.Trainer(strategy=DDPStrategy(start_method=start), **settings)
+        trainer = _trainer(strategy, **settings)
         trainer.fit(task, train, val)
     model.cpu().eval()
     record = task.record
     return FitResult(best_loss=record["best"], epochs=record["epochs"], history=record["history"])
 
 
-def _launches(trainer: pl.Trainer) -> bool:
-    """Whether the fit must start its own processes: several of them and no launcher started them."""
-    environment = trainer.strategy.cluster_environment
-    return trainer.world_size > 1 and environment is not None and not environment.creates_processes_externally
+def _trainer(strategy: str | Any, **settings: Any) -> pl.Trainer:
+    """Lightning's Trainer, on as many nodes as a launcher started processes on (unless `num_nodes` says),
+    and with "ddp" in a plain Python process forking (else spawning) its workers from the caller, where
+    Lightning would run the caller's command line anew in each."""
+    trainer = pl.Trainer(strategy=strategy, **settings)
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if environment is None:
+        return trainer
+    if environment.creates_processes_externally:
+        nodes = environment.world_size() // trainer.num_devices
+        if "num_nodes" in settings or nodes <= trainer.num_nodes:
+            return trainer
+        return pl.Trainer(strategy=strategy, num_nodes=nodes, **settings)
+    if strategy != "ddp" or trainer.world_size == 1:
+        return trainer
+    start = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    return pl.Trainer(strategy=DDPStrategy(start_method=start), **settings)
 
 
 @contextlib.contextmanager
@@ -195,13 +194,9 @@ def _quiet() -> Iterator[None]:
             log.setLevel(level)
 
 
-def device_args(estimator: object) -> dict[str, Any]:
-    """An estimator's device parameters (named as in `DEVICE_DEFAULTS`), as `fit` takes them."""
-    return {name: getattr(estimator, name) for name in DEVICE_DEFAULTS}
-
-
 def world_size(**device_arguments: Any) -> int:
     """How many processes a fit with these device arguments (and other Trainer arguments) trains in."""
+    strategy = device_arguments.pop("strategy", DEVICE_DEFAULTS["strategy"])
     with _quiet():
-        return pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                          **device_arguments).world_size
+        return _trainer(strategy, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        **device_arguments).world_size
