@@ -3,18 +3,18 @@
 The caller supplies a model, data loaders and `step(model, batch) -> loss` (None skips the batch).
 Lightning brings early stopping on validation loss, gradient clipping, seeded determinism, a progress
 bar and the devices: `accelerator`, `devices`, `strategy` and `precision` are Lightning's Trainer
-arguments, under the same names and spellings in every estimator (`DEVICES` holds what they may be).
+arguments, under the same names and spellings in every estimator (`titans_ts.devices`).
 
 Several processes (`strategy="ddp"`, devices > 1 or several nodes): the losses are averaged over the
 processes before they are logged, so every process keeps the same best epoch and stops at the same
-one. Where a launcher (torchrun, SLURM, MPI) started the processes, "ddp" is Lightning's DDP as is,
-on as many nodes as the launcher started processes on (`devices` per node): every process runs the
-caller's script and ends with the trained model. Otherwise, in a plain Python
-process (a script, a notebook, a test), Lightning's "ddp" would start the script again in each new
-process; instead the processes are forked from the caller where the platform forks (spawned
-elsewhere), rank 0's trained weights and the record of the fit come back to the caller's model, and
-the caller goes on alone. Forking needs CUDA not yet initialised in the caller (Lightning says so
-if it is).
+one; a step may return None only where it does so on every process alike. Where a launcher
+(torchrun, SLURM, MPI) started the processes, "ddp" is Lightning's DDP as is, on as many nodes as the
+launcher started processes on (`devices` per node): every process runs the caller's script and ends
+with the trained model. Otherwise, in a plain Python process (a script, a notebook, a test),
+Lightning's "ddp" would start the caller's command line again in each new process; instead the
+processes are forked from the caller where the platform forks (spawned elsewhere), rank 0's trained
+weights and the record of the fit come back to the caller's model, and the caller goes on alone.
+Forking needs CUDA not yet initialised in the caller (Lightning says so if it is).
 """
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def _batch_size(batch: Any) -> int:
 
 
 class _KeepBest(pl.Callback):
-    """Remember the weights of the best epoch (by `monitor`) in memory and restore them at the end."""
+    """Remember the weights of the best epoch (by `monitor`) in memory and restore them at the end; each
+    epoch's metrics go to the task's `record`."""
 
     def __init__(self, monitor: str):
         self.monitor, self.state = monitor, None
@@ -140,8 +141,7 @@ def fit(
     if seed is not None:
         pl.seed_everything(seed, workers=True, verbose=False)
     monitor = "val_loss" if val is not None else "train_loss"
-    keep = _KeepBest(monitor)
-    callbacks = [keep, pl.callbacks.EarlyStopping(monitor, patience=patience, mode="min"), *callbacks]
+    callbacks = [_KeepBest(monitor), pl.callbacks.EarlyStopping(monitor, patience=patience, mode="min"), *callbacks]
     if progress:
         callbacks.append(pl.callbacks.TQDMProgressBar())
     settings = dict(max_epochs=max_epochs, accelerator=accelerator, devices=devices, gradient_clip_val=gradient_clip,
