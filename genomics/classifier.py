@@ -22,6 +22,7 @@ from titans_ts.training import fit as fit_loop
 
 from .data import ListDataset, StrandDataset, collate, seq_list
 from .model import POOLINGS, TOKENIZERS, DNANet
+from .pretraining import init_from
 from .tokenize import encode_all, pad_batch, reverse_complement_codes
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     every epoch's sequences; the caller ends with the trained model. After `fit` the model is on the CPU;
     prediction and surprise run wherever `model_` is (move it, e.g. `clf.model_.cuda()`, to predict on a
     GPU) and return CPU arrays; files hold CPU tensors.
-    `encoder_kwargs` passes further `TitansConfig` fields (e.g. `memory_expansion`).
+    `encoder_kwargs` passes further `TitansConfig` fields (e.g. `memory_expansion`). `init`: a model file
+    written by `titans_ts.genomics.pretrain`; `fit` starts the embedding and encoder from it (the heads are
+    new), and the architecture parameters (`titans_ts.genomics.pretraining.ARCHITECTURE`) must match it.
     """
 
     def __init__(self, variant: str = "mag", tokenizer: str = "kmer", k: int = 6, stride: int = 4,
@@ -71,7 +74,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
                  pooling: str = "meanmax", positions: int = 64, bag: bool = False, max_len: int = 1024,
                  rc: str | None = "average", mutation: float = 0.2, epochs: int = 30, batch_size: int = 64,
                  lr: float = 3e-3, weight_decay: float = 0.1, patience: int = 4, validation_fraction: float = 0.1,
-                 progress: bool = False, random_state: int | None = None,
+                 progress: bool = False, random_state: int | None = None, init: str | os.PathLike | None = None,
                  accelerator: str = DEVICE_DEFAULTS["accelerator"], devices: int | str = DEVICE_DEFAULTS["devices"],
                  strategy: str = DEVICE_DEFAULTS["strategy"], precision: str = DEVICE_DEFAULTS["precision"]):
         self.variant = variant
@@ -100,6 +103,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.progress = progress
         self.random_state = random_state
+        self.init = init
         self.accelerator = accelerator
         self.devices = devices
         self.strategy = strategy
@@ -107,18 +111,9 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
 
     # -- building -----------------------------------------------------------------------------------
     def _config(self) -> TitansConfig:
-        """The encoder configuration; ValueError (from TitansConfig) on a bad encoder parameter."""
-        extra = dict(self.encoder_kwargs or {})
-        clash = sorted(set(extra) & {"d_model", "n_layers", "heads", "variant", "window", "chunk_size",
-                                     "memory_depth", "dropout"})
-        if clash:
-            raise ValueError(f"encoder_kwargs repeats parameters of the classifier: {clash}")
-        try:
-            return TitansConfig(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
-                                window=self.window, chunk_size=self.chunk_size, memory_depth=self.memory_depth,
-                                dropout=self.dropout, **extra)
-        except TypeError as err:
-            raise ValueError(f"encoder_kwargs: {err}") from None
+        return encoder_config(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
+                              window=self.window, chunk_size=self.chunk_size, memory_depth=self.memory_depth,
+                              dropout=self.dropout, encoder_kwargs=self.encoder_kwargs)
 
     def _check_params(self) -> TitansConfig:
         validate(self, {
@@ -170,6 +165,8 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
                 train, val = np.arange(len(seqs)), None
         torch.manual_seed(seed)
         model = self._build(len(classes), config)
+        if self.init is not None:
+            init_from(model, self.init, self.get_params())
         targets = torch.as_tensor(codes_y, dtype=torch.long)
         loader, val_loader = self._loaders(codes, targets, train, val)
         piece = self.max_len
@@ -289,7 +286,8 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model (weights in safetensors, parameters and class names as JSON), atomically."""
         check_is_fitted(self, "model_")
-        meta = {"params": self.get_params(), "classes": self.classes_.tolist(), "train_length": self.train_length_,
+        params = {**self.get_params(), "init": None if self.init is None else os.fspath(self.init)}
+        meta = {"params": params, "classes": self.classes_.tolist(), "train_length": self.train_length_,
                 "n_epochs": self.n_epochs_, "history": self.history_}
         save_bundle(path, self.model_.state_dict(), meta, kind=_KIND)
 
@@ -309,6 +307,20 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         clf.n_epochs_ = meta["n_epochs"]
         clf.history_ = meta["history"]
         return clf
+
+
+def encoder_config(encoder_kwargs: dict[str, Any] | None = None, **params: Any) -> TitansConfig:
+    """The encoder's `TitansConfig` from the classifier's encoder parameters (`params`: d_model, n_layers,
+    heads, variant, window, chunk_size, memory_depth, dropout) and `encoder_kwargs`, the further fields;
+    ValueError (from TitansConfig) on a bad one."""
+    extra = dict(encoder_kwargs or {})
+    clash = sorted(set(extra) & set(params))
+    if clash:
+        raise ValueError(f"encoder_kwargs repeats parameters of the classifier: {clash}")
+    try:
+        return TitansConfig(**params, **extra)
+    except TypeError as err:
+        raise ValueError(f"encoder_kwargs: {err}") from None
 
 
 def _labels(y: Any, n: int, what: str) -> np.ndarray:
