@@ -16,6 +16,7 @@ from titans_ts.config import TitansConfig
 from titans_ts.datasets import stratified_split
 from titans_ts.io import load_bundle, save_bundle
 from titans_ts.memory import Surprise
+from titans_ts.devices import DEVICE_DEFAULTS, DEVICES, device_args
 from titans_ts.params import Interval, OneOf, integer, optional_integer, validate
 from titans_ts.training import fit as fit_loop
 
@@ -52,8 +53,16 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     neither. `mutation`: in training each base is replaced by a random base with this probability, drawn
     afresh every epoch (without it the model over-fits a few thousand sequences within a few epochs; 0
     turns it off, e.g. where an exact motif decides the class). Training holds out a stratified
-    `validation_fraction` for early stopping (`patience` epochs) and keeps the best epoch; `accelerator`
-    goes to Lightning ("auto" trains on a GPU when there is one; prediction runs on the CPU).
+    `validation_fraction` for early stopping (`patience` epochs) and keeps the best epoch.
+
+    Devices: `accelerator`, `devices`, `strategy` and `precision` are Lightning's (`titans_ts.training`),
+    spelt as in every titans-ts estimator. The defaults train on one device, a GPU where there is one
+    (the memory update then runs the Triton kernels) and the CPU elsewhere; a seeded fit repeats
+    exactly on the same kind of device, but a GPU's arithmetic differs from the CPU's in the last bits.
+    `strategy="ddp"` with `devices=2` or more trains over several devices, each reading its share of
+    every epoch's sequences; the caller ends with the trained model. After `fit` the model is on the CPU;
+    prediction and surprise run wherever `model_` is (move it, e.g. `clf.model_.cuda()`, to predict on a
+    GPU) and return CPU arrays; files hold CPU tensors.
     `encoder_kwargs` passes further `TitansConfig` fields (e.g. `memory_expansion`). `init`: a model file
     written by `titans_ts.genomics.pretrain`; `fit` starts the embedding and encoder from it (the heads are
     new), and the architecture parameters (`titans_ts.genomics.pretraining.ARCHITECTURE`) must match it.
@@ -65,8 +74,9 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
                  pooling: str = "meanmax", positions: int = 64, bag: bool = False, max_len: int = 1024,
                  rc: str | None = "average", mutation: float = 0.2, epochs: int = 30, batch_size: int = 64,
                  lr: float = 3e-3, weight_decay: float = 0.1, patience: int = 4, validation_fraction: float = 0.1,
-                 progress: bool = False, accelerator: str = "cpu", random_state: int | None = None,
-                 init: str | os.PathLike | None = None):
+                 progress: bool = False, random_state: int | None = None, init: str | os.PathLike | None = None,
+                 accelerator: str = DEVICE_DEFAULTS["accelerator"], devices: int | str = DEVICE_DEFAULTS["devices"],
+                 strategy: str = DEVICE_DEFAULTS["strategy"], precision: str = DEVICE_DEFAULTS["precision"]):
         self.variant = variant
         self.tokenizer = tokenizer
         self.k = k
@@ -92,9 +102,12 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.progress = progress
-        self.accelerator = accelerator
         self.random_state = random_state
         self.init = init
+        self.accelerator = accelerator
+        self.devices = devices
+        self.strategy = strategy
+        self.precision = precision
 
     # -- building -----------------------------------------------------------------------------------
     def _config(self) -> TitansConfig:
@@ -109,7 +122,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
             "positions": integer(0), "mutation": Interval(0, 1, noun="a probability"), "bag": OneOf((True, False)),
             "lr": Interval(0, None, closed="neither"), "weight_decay": Interval(0, None),
             "validation_fraction": Interval(0, 1, closed="left"),
-            "random_state": optional_integer(),
+            "random_state": optional_integer(), **DEVICES,
         })
         if self.bag and self.tokenizer != "kmer":
             raise ValueError(f"bag must be True (with tokenizer='kmer') or False, got {self.bag!r}")
@@ -163,8 +176,8 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
 
         result = fit_loop(model, loader, val_loader, step=step, max_epochs=self.epochs, lr=self.lr,
                           weight_decay=self.weight_decay, patience=self.patience, seed=seed,
-                          progress=self.progress, accelerator=self.accelerator, devices=1)
-        self.model_ = model.cpu().eval()
+                          progress=self.progress, **device_args(self))
+        self.model_ = model
         self.classes_ = classes
         self.train_length_ = int(np.median([len(codes[i]) for i in train]))
         self.n_epochs_ = result.epochs
@@ -241,7 +254,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
             for rows, x, lengths in self._batches(codes):
                 parts = [s for _, s in self.model_.read(x, self.max_len, surprise=True)]
                 per_token = [torch.cat([getattr(s, f) for s in parts], 1).mean(-1) for f in Surprise._fields]
-                per_base = torch.stack(per_token, -1).repeat_interleave(self.stride, 1).double().numpy()  # (B, L, 2)
+                per_base = torch.stack(per_token, -1).repeat_interleave(self.stride, 1).double().cpu().numpy()  # (B, L, 2)
                 for row, i in enumerate(rows):
                     values[i] = per_base[row, :int(lengths[row])]
         counts = [len(c) for c in codes]
@@ -254,18 +267,20 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         out = torch.empty(len(codes), len(self.classes_))
         with torch.inference_mode():
             for rows, x, lengths in self._batches(codes):
-                out[torch.as_tensor(rows)] = self.model_(x, lengths, self.max_len).float().softmax(-1)
+                out[torch.as_tensor(rows)] = self.model_(x, lengths, self.max_len).float().softmax(-1).cpu()
         return out
 
     def _batches(self, codes: list[np.ndarray],
                  batch_size: int = 128) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        """(indices into codes, their right-padded codes, their lengths) in batches of similar lengths."""
+        """(indices into codes, their right-padded codes, their lengths) in batches of similar lengths, on the
+        model's device."""
         # every sequence carries its own memory weights: batches of ~128 stay in cache (faster than 512 on a CPU)
         order = np.argsort([len(c) for c in codes], kind="stable")
         for begin in range(0, len(codes), batch_size):
             rows = order[begin: begin + batch_size]
             x, lengths = pad_batch([codes[i] for i in rows], self.stride)
-            yield rows, x, lengths
+            device = next(self.model_.parameters()).device
+            yield rows, x.to(device), lengths.to(device)
 
     # -- files --------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from titans_ts.cli import ArgumentParser, UsageError, run, write_output
+from titans_ts.cli import ArgumentParser, UsageError, add_device_flags, device_params, run, write_output
 from titans_ts.datasets import iter_sequences, read_labelled, read_sequences
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stratified share held out for early stopping (default 0.1)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_flags(train)
 
     predict = sub.add_parser("predict", help="predict the class of every sequence; TSV id, predicted_label, p_<class>")
     predict.add_argument("--model", required=True, help="a model written by `titans-dna train`")
@@ -200,7 +201,7 @@ def _train(args: argparse.Namespace) -> None:
     given = {name: getattr(args, name) for name in ("variant", "tokenizer", "k") if getattr(args, name) is not None}
     clf = TitansDNAClassifier(**{**params, **given}, init=args.init, epochs=args.epochs,
                               batch_size=args.batch_size, validation_fraction=args.validation_fraction,
-                              progress=not args.quiet, random_state=args.seed)
+                              progress=not args.quiet, random_state=args.seed, **device_params(args))
     clf.fit(seqs, labels, names=names)
     clf.save(args.model)
     print(f"trained on {len(seqs)} sequences, classes {clf.classes_.tolist()}, {clf.n_epochs_} epochs; "
