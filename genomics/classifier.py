@@ -22,7 +22,7 @@ from titans_ts.training import fit as fit_loop
 
 from .data import ListDataset, StrandDataset, collate, seq_list
 from .model import POOLINGS, TOKENIZERS, DNANet
-from .pretraining import init_from
+from .pretraining import check_init, init_from
 from .tokenize import encode_all, pad_batch, reverse_complement_codes
 
 if TYPE_CHECKING:
@@ -130,7 +130,10 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"k must be at most 8 (4**k embeddings), got {self.k}")
         if self.max_len % self.stride:
             raise ValueError(f"max_len ({self.max_len}) must be a multiple of stride ({self.stride})")
-        return self._config()
+        config = self._config()
+        if self.init is not None:  # a pretrained model of another architecture fails here, before any work
+            check_init(self.init, self.get_params())
+        return config
 
     def _build(self, n_classes: int, config: TitansConfig) -> DNANet:
         return DNANet(n_classes, config, self.tokenizer, self.k, self.stride, self.pooling, self.positions, self.bag)
