@@ -3,8 +3,9 @@
 The series of a long panel (`id_col`) are split into tasks of `SERIES_PER_TASK`; each task runs the
 fitted forecaster on its series alone (one batched pass) and returns their rows. With a Dask client
 (`--workers N`, `--scheduler ADDRESS`, or a `dask.distributed.Client` of your own) the tasks go to the
-workers through `titans_ts.distributed.ordered_map`, each with the forecaster's file holding its own
-series' streams, and the rows come back in task order. A series' forecasts do not depend on which other
+workers through `titans_ts.distributed.ordered_map`, each with a copy of the forecaster that holds its own
+series' streams (sent as Dask sends any task, between the processes of one cluster), and the rows come
+back in task order. A series' forecasts do not depend on which other
 series share its batch, so the result is the frame one process gives, row for row; a worker that dies has
 its tasks rerun by Dask, and no row is lost or repeated.
 """
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,26 +26,6 @@ from .forecaster import TitansForecaster
 SERIES_PER_TASK = 64
 
 
-def to_bytes(f: TitansForecaster) -> bytes:
-    """The forecaster's file (`TitansForecaster.save`) as bytes, to send to a worker."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.titans")
-        f.save(path)
-        with open(path, "rb") as fh:
-            return fh.read()
-
-
-def model_of(model: TitansForecaster | bytes) -> TitansForecaster:
-    """The forecaster itself (in this process) or the one whose file's bytes a task brought."""
-    if isinstance(model, TitansForecaster):
-        return model
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.titans")
-        with open(path, "wb") as fh:
-            fh.write(model)
-        return TitansForecaster.load(path)
-
-
 def alone(f: TitansForecaster, keys: list) -> TitansForecaster:
     """A shallow copy of `f` that holds the streams of the series `keys` only (sharing the network)."""
     g = copy.copy(f)
@@ -54,15 +33,14 @@ def alone(f: TitansForecaster, keys: list) -> TitansForecaster:
     return g
 
 
-def _tasks(f: TitansForecaster, keys: list, client: Any) -> Iterator[tuple[list, TitansForecaster | bytes]]:
-    """(keys, model) per task of `SERIES_PER_TASK` series: the forecaster here; for a worker, the file of the
-    forecaster with those series' streams only (a series' memory state is far larger than the shared
-    network, so each worker receives the states of its own series, once)."""
+def _tasks(f: TitansForecaster, keys: list) -> Iterator[tuple[list, TitansForecaster]]:
+    """(keys, forecaster holding those series' streams only) per task of `SERIES_PER_TASK` series: a series'
+    memory state is far larger than the network, so a worker receives the states of its own series only."""
     if f.like_.id_col is None:
-        yield keys, f if client is None else to_bytes(f)
+        yield keys, f
         return
     for task in batched(keys, SERIES_PER_TASK):
-        yield task, alone(f, task) if client is None else to_bytes(alone(f, task))
+        yield task, alone(f, task)
 
 
 def _rows_of(y, id_col: str | None, keys: list):
@@ -77,7 +55,7 @@ def _rows_of(y, id_col: str | None, keys: list):
 def backtest_part(task: tuple, start: int = 0, stride: int | None = None, memorize: bool = True) -> pl.DataFrame:
     """`TitansForecaster.backtest` of one task `(y_part, model)`."""
     y, model = task
-    return model_of(model).backtest(y, start=start, stride=stride, memorize=memorize)
+    return model.backtest(y, start=start, stride=stride, memorize=memorize)
 
 
 def backtest(f: TitansForecaster, y, start: int = 0, stride: int | None = None, memorize: bool = True,
@@ -98,7 +76,7 @@ def backtest(f: TitansForecaster, y, start: int = 0, stride: int | None = None, 
         unknown = [k for k in keys if k not in f.streams_.rows]
         if unknown:
             raise ValueError(f"y holds series the forecaster was not fitted on: {unknown[:5]}")
-    parts = ((_rows_of(y, id_col, task), model) for task, model in _tasks(f, keys, client))
+    parts = ((_rows_of(y, id_col, task), model) for task, model in _tasks(f, keys))
     run = functools.partial(backtest_part, start=start, stride=stride, memorize=memorize)
     frames = list(ordered_map(run, parts, client))
     return pl.concat(frames).sort("series", "origin", "channel", nulls_last=False, maintain_order=True)
@@ -107,7 +85,7 @@ def backtest(f: TitansForecaster, y, start: int = 0, stride: int | None = None, 
 def forecast_part(task: tuple, coverage: float = 0.9) -> pl.DataFrame:
     """The next `horizon` steps of one task's `(keys, model)`: the forecast and its `<column>_lower` and
     `<column>_upper` interval."""
-    f = model_of(task[1])
+    f = task[1]
     point = f.predict()
     lo, hi = f.predict_interval(coverage)
     values = f.columns_
@@ -122,4 +100,4 @@ def forecast(f: TitansForecaster, coverage: float = 0.9, client: Any = None) -> 
     if f.like_.kind != "polars":
         raise TypeError(f"forecast needs a forecaster fitted on a polars frame, this one was fitted on {f.like_.kind}")
     run = functools.partial(forecast_part, coverage=coverage)
-    return pl.concat(list(ordered_map(run, _tasks(f, f.streams_.keys, client), client)))
+    return pl.concat(list(ordered_map(run, _tasks(f, f.streams_.keys), client)))

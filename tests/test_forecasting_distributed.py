@@ -75,7 +75,7 @@ def test_a_worker_killed_mid_run_loses_no_row_and_repeats_none(fitted, client):
         for i, key in enumerate(keys):
             if i == 5:  # 4 tasks are out on the two workers: kill one of them under its work
                 os.kill(victim, signal.SIGKILL)
-            yield tail.filter(pl.col("shop") == key), distributed.to_bytes(distributed.alone(f, [key]))
+            yield tail.filter(pl.col("shop") == key), distributed.alone(f, [key])
 
     run = functools.partial(distributed.backtest_part, stride=2)
     rows = pl.concat(spread.ordered_map(run, tasks(), client))
