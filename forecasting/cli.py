@@ -250,7 +250,8 @@ def _main(argv: list[str] | None) -> int:
     tn = sub.add_parser("tune", help="Optuna search (TPE, pruning on validation loss) over model settings")
     model_args(tn)
     tn.add_argument("--trials", type=int, default=20)
-    tn.add_argument("--storage", help="Optuna storage shared by workers: sqlite:///study.db or a .log journal file")
+    tn.add_argument("--storage", help="Optuna storage shared by workers: sqlite:///study.db or a .log journal file "
+                                      "(with --workers/--scheduler, default: a study the Dask scheduler keeps)")
     tn.add_argument("--study", default="titans-ts", help="study name in the storage")
     add_dask_args(tn, "the trials (one study, shared through --storage or Dask)")
     su = sub.add_parser("surprise", help="fit on the head of the file, then score the memory's surprise on the rest")

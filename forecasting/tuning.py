@@ -4,6 +4,8 @@ or at once on the workers of a Dask client."""
 from __future__ import annotations
 
 import functools
+import os
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -31,8 +33,9 @@ class PruneOnValidation(pl.Callback):
 
 
 def storage_for(storage: str | None):
-    """None (in memory), a database URL (sqlite:///study.db) or a journal file path (*.log, *.journal)."""
-    if storage is None or "://" in storage:
+    """None (in memory), a database URL (sqlite:///study.db) or a journal file path (*.log, *.journal); an
+    Optuna storage object (e.g. `DaskStorage`) as it is."""
+    if not isinstance(storage, str) or "://" in storage:
         return storage
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -76,7 +79,9 @@ def dask_storage(client: Any):
         from optuna_integration.dask import DaskStorage
     except ImportError:
         return None
-    return DaskStorage(client=client)
+    with warnings.catch_warnings():  # experimental in Optuna: the study it keeps is what we need
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return DaskStorage(client=client)
 
 
 def tune_forecaster(y, horizon: int, lookback: int = 96, n_trials: int = 20, storage: str | None = None,
@@ -99,6 +104,8 @@ def tune_forecaster(y, horizon: int, lookback: int = 96, n_trials: int = 20, sto
         study = _study(storage, study_name, seed)
         study.optimize(functools.partial(_objective, y, settings), n_trials=n_trials)
         return study
+    if isinstance(storage, str) and "://" not in storage:
+        storage = os.path.abspath(storage)  # a journal file: the same one from every worker's directory
     shared = storage if storage is not None else dask_storage(client)
     if shared is None:
         raise ValueError("tuning on Dask workers shares one study: give a storage every worker reaches (a database "

@@ -12,7 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from titans_ts import distributed as spread
-from titans_ts.forecasting import TitansForecaster, distributed
+from titans_ts.forecasting import TitansForecaster, distributed, tuning
 from titans_ts.forecasting.cli import main
 from titans_ts.forecasting.tuning import storage_for, tune_forecaster
 
@@ -108,15 +108,27 @@ def test_cli_on_workers_writes_the_bytes_of_one_process(command, panel_csv, clie
         assert result.group_by("series").len()["len"].to_list() == [7 * 2] * 7
 
 
+TUNE = dict(horizon=4, lookback=16, max_epochs=1, id_col="shop", d_model=8, n_layers=1, chunk_size=8, recall=False,
+            period=None, patch=4)
+
+
 def test_tune_on_workers_shares_one_study(panel, client, tmp_path):
     journal = str(tmp_path / "study.log")
-    study = tune_forecaster(panel, horizon=4, lookback=16, n_trials=2, storage=journal, max_epochs=1, client=client,
-                            id_col="shop", d_model=8, n_layers=1, chunk_size=8, recall=False, period=None, patch=4)
+    study = tune_forecaster(panel, n_trials=2, storage=journal, client=client, **TUNE)
     assert len(optuna.load_study(study_name="titans-ts", storage=storage_for(journal)).trials) == 2
     assert len({str(t.params) for t in study.trials}) == 2  # each trial its own seed: no trial repeats another
-    if importlib.util.find_spec("optuna_integration") is None:
-        with pytest.raises(ValueError, match="give a storage every worker reaches"):
-            tune_forecaster(panel, horizon=4, n_trials=1, client=client)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optuna_integration") is None, reason="needs optuna-integration")
+def test_tune_on_workers_without_storage_shares_the_schedulers_study(panel, client):
+    study = tune_forecaster(panel, n_trials=2, study_name="on-the-scheduler", client=client, **TUNE)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
+def test_tune_on_workers_without_a_shared_storage_says_what_to_give(panel, client, monkeypatch):
+    monkeypatch.setattr(tuning, "dask_storage", lambda client: None)  # an Optuna without DaskStorage
+    with pytest.raises(ValueError, match="give a storage every worker reaches"):
+        tune_forecaster(panel, n_trials=1, client=client, **TUNE)
 
 
 @pytest.mark.parametrize("args,message", [
