@@ -21,7 +21,7 @@ series, pieces of `--rows` hourly rows cut from the ETTh1 channels (starts sprea
 so pieces overlap when the channels hold too few): `update` streams the next row of every series in one
 batched call, against one call per series from the same state, and gives the memory state one series holds;
 `backtest` rolls forecasts over each series' last `--tail` rows in one process and on `--workers` Dask
-workers (the cluster started before the clock; the model's transfer to the workers on it).
+workers (the cluster started before the clock; sending each task its series' states counts).
 """
 from __future__ import annotations
 

@@ -140,3 +140,10 @@ def test_tune_on_workers_without_a_shared_storage_says_what_to_give(panel, clien
 def test_bad_panel_input_exits_2_with_one_line(args, message, panel_csv, capsys):
     assert main([a.replace("{csv}", panel_csv) for a in args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_surprise_of_a_panel_scores_each_series_after_its_own_head(panel_csv, tmp_path):
+    out = tmp_path / "surprise.csv"
+    assert main(["surprise", "--data", panel_csv, *FAST, "--out", str(out)]) == 0
+    scores = pl.read_csv(out)
+    assert scores.group_by("shop", maintain_order=True).len().rows() == [(f"s{i}", 60) for i in range(7)]
