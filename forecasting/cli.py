@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from titans_ts.cli import ArgumentParser, UsageError, add_dask_args, run, write_output
+from titans_ts.cli import ArgumentParser, UsageError, add_dask_args, add_device_flags, device_params, run, write_output
 from titans_ts.distributed import dask_client
 
 from .distributed import forecast as forecast_panel
@@ -71,13 +71,15 @@ def model_args(p) -> None:
                         "long stream as good as fresh-window ones")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_flags(p)
 
 
 def make(args) -> TitansForecaster:
     return TitansForecaster(horizon=args.horizon, lookback=args.lookback, variant=args.variant,
                             max_epochs=args.epochs, recall=args.recall, period=args.period,
                             memory_retention=args.memory_retention, time_col=args.time_col,
-                            id_col=args.id_col, random_state=args.seed, progress=not args.quiet)
+                            id_col=args.id_col, random_state=args.seed, progress=not args.quiet,
+                            **device_params(args))
 
 
 def select(frame: pl.DataFrame, args) -> pl.DataFrame:

@@ -21,8 +21,10 @@ from torch.utils.data import DataLoader
 
 from titans_ts import TitansConfig
 from titans_ts.config import ALPHA_INIT
+from titans_ts.devices import DEVICE_DEFAULTS, DEVICES, device_args
 from titans_ts.params import Constraint, Either, Interval, OneOf, integer, optional_integer, validate
 from titans_ts.training import fit as fit_loop
+from titans_ts.training import world_size
 
 from . import persist
 from .conformal import conformal_offsets
@@ -67,6 +69,16 @@ class TitansForecaster(BaseEstimator):
     a row's phase is its position from the first row of its fitted series. "auto" (the default) finds the
     cycle in the training rows (`scaling.detect_period`; `period_` after `fit`), None takes none off.
 
+    Devices: `accelerator`, `devices`, `strategy` and `precision` are Lightning's (`titans_ts.training`),
+    spelt as in every titans-ts estimator. The defaults train on one device, a GPU where there is one
+    (the memory update then runs the Triton kernels) and the CPU elsewhere, so that no fit starts
+    processes unasked. `strategy="ddp"` with `devices=2` or more trains one global model over several
+    devices, each reading its share of the shuffled segments (so it needs `recall=False` and
+    `carry_memory=False`: carried lanes are read in order by one process); the caller ends with the
+    trained model whether it is a script, a notebook or a launcher's process. After `fit` the model is on
+    the CPU; streaming and prediction run wherever `net_` is (move it, e.g. `f.net_.cuda()`, to stream on a
+    GPU) while the streams' state and every result stay on the CPU, and files hold CPU tensors.
+
     `memory_retention` (tokens) starts the encoder memory's forgetting gate at α_t = 1 / memory_retention
     (eq 13; None: `TitansConfig`'s default, about 3,000) and makes it forget towards the initial weights
     M_0 that training learnt rather than towards zero (`TitansConfig.forget_toward="initial"`). A model
@@ -82,7 +94,9 @@ class TitansForecaster(BaseEstimator):
                  segment_length: int | None = None, memory_retention: int | None = None,
                  carry_memory: bool = False, recall: bool = True,
                  period: int | str | None = "auto", linear: str = "trained", time_col: str | None = None,
-                 id_col: str | None = None, random_state: int | None = None, progress: bool = False):
+                 id_col: str | None = None, random_state: int | None = None, progress: bool = False,
+                 accelerator: str = DEVICE_DEFAULTS["accelerator"], devices: int | str = DEVICE_DEFAULTS["devices"],
+                 strategy: str = DEVICE_DEFAULTS["strategy"], precision: str = DEVICE_DEFAULTS["precision"]):
         self.horizon, self.lookback, self.variant = horizon, lookback, variant
         self.d_model, self.n_layers, self.heads, self.window = d_model, n_layers, heads, window
         self.chunk_size, self.memory_depth, self.patch, self.channel_mixing = chunk_size, memory_depth, patch, channel_mixing
@@ -91,11 +105,12 @@ class TitansForecaster(BaseEstimator):
         self.memory_retention = memory_retention
         self.recall, self.period, self.linear = recall, period, linear
         self.time_col, self.id_col, self.random_state, self.progress = time_col, id_col, random_state, progress
+        self.accelerator, self.devices, self.strategy, self.precision = accelerator, devices, strategy, precision
 
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         **{name: integer(1) for name in ("horizon", "lookback", "patch", "max_epochs", "batch_size")},
         "period": Either(OneOf(("auto",)), optional_integer(2)), "segment_length": optional_integer(2), "memory_retention": optional_integer(2),
-        "linear": OneOf(LINEAR), "val_fraction": Interval(0, 1, closed="left"),
+        "linear": OneOf(LINEAR), "val_fraction": Interval(0, 1, closed="left"), **DEVICES,
     }
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -110,6 +125,10 @@ class TitansForecaster(BaseEstimator):
         validate(self, self.parameter_constraints)
         if self.patch > self.lookback:
             raise ValueError(f"TitansForecaster.patch ({self.patch}) must not exceed lookback ({self.lookback})")
+        if (self.carry_memory or self.recall) and world_size(**device_args(self)) > 1:
+            raise ValueError(f"TitansForecaster.devices ({self.devices!r}): training with the memory carried "
+                             "(recall=True or carry_memory=True) runs in one process; set recall=False and "
+                             "carry_memory=False to train over several devices")
         return self._config()
 
     def _net(self, n_channels: int) -> ForecastNet:
@@ -179,7 +198,8 @@ class TitansForecaster(BaseEstimator):
             val_loader = DataLoader(make(held), batch_size=self.batch_size) if held else None
             step = segment_loss
         result = fit_loop(net, loader, val_loader, step=step, max_epochs=self.max_epochs, lr=self.lr,
-                          patience=self.patience, seed=self.random_state, progress=self.progress, callbacks=callbacks)
+                          patience=self.patience, seed=self.random_state, progress=self.progress, callbacks=callbacks,
+                          **device_args(self))
         self.best_loss_, self.history_ = result.best_loss, result.history
         self.net_, self.scaler_, self.period_ = net, scaler, period
         self.columns_, self.n_features_in_ = panel.columns, len(panel.columns)
@@ -456,7 +476,9 @@ class TitansForecaster(BaseEstimator):
             w = self.scaler_.scale(windows[a: a + size], first[a: a + size])
             N, C = w.shape[0], w.shape[2]
             x = w if self.channel_mixing else w.permute(0, 2, 1).reshape(N * C, T, 1)
-            p = self.net_(x, self.net_.initial_context(x.shape[0], torch.float32), at=at)[0][:, -1]  # (B, n, H)
+            x = x.to(next(self.net_.parameters()).device)
+            ctx = self.net_.initial_context(x.shape[0], torch.float32).to(x.device)
+            p = self.net_(x, ctx, at=at)[0][:, -1].cpu()  # (B, n, H)
             p = p if self.channel_mixing else p.reshape(N, C, self.horizon)
             out.append(self.scaler_.unscale(p.transpose(1, 2).double().numpy(), first[a: a + size] + T))
         return np.concatenate(out)

@@ -11,6 +11,12 @@ With `QuantileLoss` the quantiles are built as the median plus cumulative positi
 
     model = TitansPFModel.from_dataset(training, d_model=32, loss=QuantileLoss())
     lightning.pytorch.Trainer(max_epochs=5).fit(model, training.to_dataloader(train=True))
+
+Devices are the Trainer's, spelt as the other estimators spell them (`accelerator`, `devices`,
+`strategy`, `precision`), e.g. `Trainer(accelerator="gpu", devices=4, strategy="ddp")`. The memory state
+lives only inside a forward pass (nothing is kept on the module between batches) and every parameter
+takes part in every batch, so DDP needs nothing more; as with any Lightning model, "ddp" from a
+notebook or test needs Lightning's "ddp_notebook" (it re-runs a script's command line in each process).
 """
 from __future__ import annotations
 

@@ -156,9 +156,13 @@ def _gather(groups: list[MemoryGroup], members: list[tuple[int, int, int]], lane
 def _run(net: ForecastNet, memory: MemoryState | None, ctx: Tensor, v: Tensor, mixing: bool, memorize: bool,
          keep: list[int] | None, surprise: bool) -> tuple:
     """One batch of R series (R, T, C) through the net in pieces: the new memory and context, the last
-    forecasts (R, C, H) and (R, C, H, Q), and the outputs `advance` describes, batched (R, …)."""
+    forecasts (R, C, H) and (R, C, H, Q), and the outputs `advance` describes, batched (R, …). It runs on
+    the net's device; what it returns is on the CPU, where the streams live."""
     if net.training:
         net.eval()
+    device = next(net.parameters()).device
+    v, ctx = v.to(device), ctx.to(device)
+    memory = None if memory is None else memory.to(device)
     R, T, C = v.shape
     out = {name: [] for name in ("point", "quant", "momentary", "past", "next")}
     for a in range(0, T, PIECE):
@@ -177,8 +181,8 @@ def _run(net: ForecastNet, memory: MemoryState | None, ctx: Tensor, v: Tensor, m
             out["quant"].append(quant[:, at])
         if surprise:
             out["next"].append(point[..., 0])
-    batched = {name: torch.cat(parts, dim=1) for name, parts in out.items() if parts}
-    return memory, ctx, point[:, -1], quant[:, -1], batched
+    batched = {name: torch.cat(parts, dim=1).cpu() for name, parts in out.items() if parts}
+    return None if memory is None else memory.to("cpu"), ctx.cpu(), point[:, -1].cpu(), quant[:, -1].cpu(), batched
 
 
 def _series_first(p: Tensor, R: int, mixing: bool) -> Tensor:

@@ -1,7 +1,8 @@
 """DNA sequence classification with Titans neural long-term memory.
 
 `TitansDNAClassifier` (scikit-learn API) classifies sequences of any length into any number of classes;
-`scan` scores windows along long records as one stream; `reverse_complement` and `encode` implement the
+`scan` scores windows along long records as one stream; `pretrain` trains the encoder on unlabelled genome
+by next-base prediction (`init=` starts a classifier from it), `MarkovModel` is the k-mer baseline it beats; `reverse_complement` and `encode` implement the
 letter rule (case-insensitive; N and IUPAC codes as a uniform mix of their bases); the `titans-dna`
 command line lives in `titans_ts.genomics.cli` (its predict and scan run as tasks, here or on Dask workers:
 `titans_ts.genomics.distributed`), the benchmark in `titans_ts.genomics.benchmark`.
@@ -10,7 +11,7 @@ Names load lazily, so the command line answers `--help` and usage errors without
 from importlib import import_module
 
 _HOME = {"TitansDNAClassifier": "classifier", "classification_metrics": "metrics", "Window": "scanning",
-         "scan": "scanning", "ALPHABET": "tokenize", "encode": "tokenize", "reverse_complement": "tokenize"}
+         "scan": "scanning", "pretrain": "pretraining", "MarkovModel": "markov", "ALPHABET": "tokenize", "encode": "tokenize", "reverse_complement": "tokenize"}
 __all__ = list(_HOME)
 
 

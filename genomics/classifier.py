@@ -16,11 +16,13 @@ from titans_ts.config import TitansConfig
 from titans_ts.datasets import stratified_split
 from titans_ts.io import load_bundle, save_bundle
 from titans_ts.memory import Surprise
+from titans_ts.devices import DEVICE_DEFAULTS, DEVICES, device_args
 from titans_ts.params import Interval, OneOf, integer, optional_integer, validate
 from titans_ts.training import fit as fit_loop
 
 from .data import ListDataset, StrandDataset, collate, seq_list
 from .model import POOLINGS, TOKENIZERS, DNANet
+from .pretraining import check_init, init_from
 from .tokenize import encode_all, pad_batch, reverse_complement_codes
 
 if TYPE_CHECKING:
@@ -51,9 +53,19 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
     neither. `mutation`: in training each base is replaced by a random base with this probability, drawn
     afresh every epoch (without it the model over-fits a few thousand sequences within a few epochs; 0
     turns it off, e.g. where an exact motif decides the class). Training holds out a stratified
-    `validation_fraction` for early stopping (`patience` epochs) and keeps the best epoch; `accelerator`
-    goes to Lightning ("auto" trains on a GPU when there is one; prediction runs on the CPU).
-    `encoder_kwargs` passes further `TitansConfig` fields (e.g. `memory_expansion`).
+    `validation_fraction` for early stopping (`patience` epochs) and keeps the best epoch.
+
+    Devices: `accelerator`, `devices`, `strategy` and `precision` are Lightning's (`titans_ts.training`),
+    spelt as in every titans-ts estimator. The defaults train on one device, a GPU where there is one
+    (the memory update then runs the Triton kernels) and the CPU elsewhere; a seeded fit repeats
+    exactly on the same kind of device, but a GPU's arithmetic differs from the CPU's in the last bits.
+    `strategy="ddp"` with `devices=2` or more trains over several devices, each reading its share of
+    every epoch's sequences; the caller ends with the trained model. After `fit` the model is on the CPU;
+    prediction and surprise run wherever `model_` is (move it, e.g. `clf.model_.cuda()`, to predict on a
+    GPU) and return CPU arrays; files hold CPU tensors.
+    `encoder_kwargs` passes further `TitansConfig` fields (e.g. `memory_expansion`). `init`: a model file
+    written by `titans_ts.genomics.pretrain`; `fit` starts the embedding and encoder from it (the heads are
+    new), and the architecture parameters (`titans_ts.genomics.pretraining.ARCHITECTURE`) must match it.
     """
 
     def __init__(self, variant: str = "mag", tokenizer: str = "kmer", k: int = 6, stride: int = 4,
@@ -62,7 +74,9 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
                  pooling: str = "meanmax", positions: int = 64, bag: bool = False, max_len: int = 1024,
                  rc: str | None = "average", mutation: float = 0.2, epochs: int = 30, batch_size: int = 64,
                  lr: float = 3e-3, weight_decay: float = 0.1, patience: int = 4, validation_fraction: float = 0.1,
-                 progress: bool = False, accelerator: str = "cpu", random_state: int | None = None):
+                 progress: bool = False, random_state: int | None = None, init: str | os.PathLike | None = None,
+                 accelerator: str = DEVICE_DEFAULTS["accelerator"], devices: int | str = DEVICE_DEFAULTS["devices"],
+                 strategy: str = DEVICE_DEFAULTS["strategy"], precision: str = DEVICE_DEFAULTS["precision"]):
         self.variant = variant
         self.tokenizer = tokenizer
         self.k = k
@@ -88,23 +102,18 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.progress = progress
-        self.accelerator = accelerator
         self.random_state = random_state
+        self.init = init
+        self.accelerator = accelerator
+        self.devices = devices
+        self.strategy = strategy
+        self.precision = precision
 
     # -- building -----------------------------------------------------------------------------------
     def _config(self) -> TitansConfig:
-        """The encoder configuration; ValueError (from TitansConfig) on a bad encoder parameter."""
-        extra = dict(self.encoder_kwargs or {})
-        clash = sorted(set(extra) & {"d_model", "n_layers", "heads", "variant", "window", "chunk_size",
-                                     "memory_depth", "dropout"})
-        if clash:
-            raise ValueError(f"encoder_kwargs repeats parameters of the classifier: {clash}")
-        try:
-            return TitansConfig(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
-                                window=self.window, chunk_size=self.chunk_size, memory_depth=self.memory_depth,
-                                dropout=self.dropout, **extra)
-        except TypeError as err:
-            raise ValueError(f"encoder_kwargs: {err}") from None
+        return encoder_config(d_model=self.d_model, n_layers=self.n_layers, heads=self.heads, variant=self.variant,
+                              window=self.window, chunk_size=self.chunk_size, memory_depth=self.memory_depth,
+                              dropout=self.dropout, encoder_kwargs=self.encoder_kwargs)
 
     def _check_params(self) -> TitansConfig:
         validate(self, {
@@ -113,7 +122,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
             "positions": integer(0), "mutation": Interval(0, 1, noun="a probability"), "bag": OneOf((True, False)),
             "lr": Interval(0, None, closed="neither"), "weight_decay": Interval(0, None),
             "validation_fraction": Interval(0, 1, closed="left"),
-            "random_state": optional_integer(),
+            "random_state": optional_integer(), **DEVICES,
         })
         if self.bag and self.tokenizer != "kmer":
             raise ValueError(f"bag must be True (with tokenizer='kmer') or False, got {self.bag!r}")
@@ -121,7 +130,10 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"k must be at most 8 (4**k embeddings), got {self.k}")
         if self.max_len % self.stride:
             raise ValueError(f"max_len ({self.max_len}) must be a multiple of stride ({self.stride})")
-        return self._config()
+        config = self._config()
+        if self.init is not None:  # a pretrained model of another architecture fails here, before any work
+            check_init(self.init, self.get_params())
+        return config
 
     def _build(self, n_classes: int, config: TitansConfig) -> DNANet:
         return DNANet(n_classes, config, self.tokenizer, self.k, self.stride, self.pooling, self.positions, self.bag)
@@ -156,6 +168,8 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
                 train, val = np.arange(len(seqs)), None
         torch.manual_seed(seed)
         model = self._build(len(classes), config)
+        if self.init is not None:
+            init_from(model, self.init, self.get_params())
         targets = torch.as_tensor(codes_y, dtype=torch.long)
         loader, val_loader = self._loaders(codes, targets, train, val)
         piece = self.max_len
@@ -165,8 +179,8 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
 
         result = fit_loop(model, loader, val_loader, step=step, max_epochs=self.epochs, lr=self.lr,
                           weight_decay=self.weight_decay, patience=self.patience, seed=seed,
-                          progress=self.progress, accelerator=self.accelerator, devices=1)
-        self.model_ = model.cpu().eval()
+                          progress=self.progress, **device_args(self))
+        self.model_ = model
         self.classes_ = classes
         self.train_length_ = int(np.median([len(codes[i]) for i in train]))
         self.n_epochs_ = result.epochs
@@ -243,7 +257,7 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
             for rows, x, lengths in self._batches(codes):
                 parts = [s for _, s in self.model_.read(x, self.max_len, surprise=True)]
                 per_token = [torch.cat([getattr(s, f) for s in parts], 1).mean(-1) for f in Surprise._fields]
-                per_base = torch.stack(per_token, -1).repeat_interleave(self.stride, 1).double().numpy()  # (B, L, 2)
+                per_base = torch.stack(per_token, -1).repeat_interleave(self.stride, 1).double().cpu().numpy()  # (B, L, 2)
                 for row, i in enumerate(rows):
                     values[i] = per_base[row, :int(lengths[row])]
         counts = [len(c) for c in codes]
@@ -256,24 +270,27 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         out = torch.empty(len(codes), len(self.classes_))
         with torch.inference_mode():
             for rows, x, lengths in self._batches(codes):
-                out[torch.as_tensor(rows)] = self.model_(x, lengths, self.max_len).float().softmax(-1)
+                out[torch.as_tensor(rows)] = self.model_(x, lengths, self.max_len).float().softmax(-1).cpu()
         return out
 
     def _batches(self, codes: list[np.ndarray],
                  batch_size: int = 128) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        """(indices into codes, their right-padded codes, their lengths) in batches of similar lengths."""
+        """(indices into codes, their right-padded codes, their lengths) in batches of similar lengths, on the
+        model's device."""
         # every sequence carries its own memory weights: batches of ~128 stay in cache (faster than 512 on a CPU)
         order = np.argsort([len(c) for c in codes], kind="stable")
         for begin in range(0, len(codes), batch_size):
             rows = order[begin: begin + batch_size]
             x, lengths = pad_batch([codes[i] for i in rows], self.stride)
-            yield rows, x, lengths
+            device = next(self.model_.parameters()).device
+            yield rows, x.to(device), lengths.to(device)
 
     # -- files --------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model (weights in safetensors, parameters and class names as JSON), atomically."""
         check_is_fitted(self, "model_")
-        meta = {"params": self.get_params(), "classes": self.classes_.tolist(), "train_length": self.train_length_,
+        params = {**self.get_params(), "init": None if self.init is None else os.fspath(self.init)}
+        meta = {"params": params, "classes": self.classes_.tolist(), "train_length": self.train_length_,
                 "n_epochs": self.n_epochs_, "history": self.history_}
         save_bundle(path, self.model_.state_dict(), meta, kind=_KIND)
 
@@ -293,6 +310,20 @@ class TitansDNAClassifier(ClassifierMixin, BaseEstimator):
         clf.n_epochs_ = meta["n_epochs"]
         clf.history_ = meta["history"]
         return clf
+
+
+def encoder_config(encoder_kwargs: dict[str, Any] | None = None, **params: Any) -> TitansConfig:
+    """The encoder's `TitansConfig` from the classifier's encoder parameters (`params`: d_model, n_layers,
+    heads, variant, window, chunk_size, memory_depth, dropout) and `encoder_kwargs`, the further fields;
+    ValueError (from TitansConfig) on a bad one."""
+    extra = dict(encoder_kwargs or {})
+    clash = sorted(set(extra) & set(params))
+    if clash:
+        raise ValueError(f"encoder_kwargs repeats parameters of the classifier: {clash}")
+    try:
+        return TitansConfig(**params, **extra)
+    except TypeError as err:
+        raise ValueError(f"encoder_kwargs: {err}") from None
 
 
 def _labels(y: Any, n: int, what: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""`titans-dna`: train, predict, evaluate and scan DNA classifiers, and show their memory's surprise, from
+"""`titans-dna`: pretrain on genome, train, predict, evaluate and scan DNA classifiers, and show their memory's surprise, from
 the command line.
 
 Bad input (unknown characters, empty files or records, labels the model does not know, a truncated
@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from titans_ts.cli import ArgumentParser, UsageError, add_dask_args, run, write_output
+from titans_ts.cli import (ArgumentParser, UsageError, add_dask_args, add_device_flags, device_params, run,
+                           write_output)
 from titans_ts.datasets import iter_sequences, read_labelled, read_sequences
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -31,24 +32,40 @@ def build_parser() -> argparse.ArgumentParser:
                      "N and IUPAC codes count as a uniform mix of the bases they allow.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
+    pre = sub.add_parser("pretrain", help="train the encoder on unlabelled genome FASTA by next-base prediction "
+                         "(self-supervised), for `train --init`")
+    pre.add_argument("--fasta", required=True, nargs="+", metavar="FILE",
+                     help="genome FASTA files (plain, gzip or bgzip); lower-case bases count, runs of N are skipped")
+    pre.add_argument("--model", required=True, help="where to write the model (rewritten after every epoch)")
+    pre.add_argument("--epochs", type=int, default=1, help="most epochs (each reads every training window on a "
+                     "random strand; default 1)")
+    pre.add_argument("--max-bases", type=int, help="read at most this many bases from the files (default: all)")
+    pre.add_argument("--validation-fraction", type=float, default=0.05,
+                     help="the last share of every record held out to score the model (default 0.05)")
+    pre.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pre.add_argument("--quiet", action="store_true", help="no progress bar")
+
     train = sub.add_parser("train", help="train a model on labelled sequences and write it to --model")
     _add_labelled(train)
     train.add_argument("--model", required=True, help="where to write the model (safetensors + JSON, no pickle)")
     train.add_argument("--epochs", type=int, default=20,
                        help="most epochs (early stopping on validation loss; default 20)")
-    train.add_argument("--variant", default="mag", choices=("mal", "mag", "mac", "lmm"),
-                       help="Titans variant (default mag)")
-    train.add_argument("--tokenizer", default="kmer", choices=("kmer", "nucleotide"),
+    train.add_argument("--init", metavar="PRETRAINED", help="start the embedding and encoder from a model written by "
+                       "`titans-dna pretrain` (the architecture defaults to that model's)")
+    train.add_argument("--variant", choices=("mal", "mag", "mac", "lmm"),
+                       help="Titans variant (default mag, or the --init model's)")
+    train.add_argument("--tokenizer", choices=("kmer", "nucleotide"),
                        help="base embedding: a k-mer table plus a linear part (kmer, the default), or the linear "
                             "part alone (nucleotide)")
-    train.add_argument("--k", type=int, default=6,
+    train.add_argument("--k", type=int,
                        help="bases each position is embedded from: the k-mer length, and the width of the "
-                            "linear part (default 6)")
+                            "linear part (default 6, or the --init model's)")
     train.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
     train.add_argument("--validation-fraction", type=float, default=0.1,
                        help="stratified share held out for early stopping (default 0.1)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_flags(train)
 
     predict = sub.add_parser("predict", help="predict the class of every sequence; TSV id, predicted_label, p_<class>")
     predict.add_argument("--model", required=True, help="a model written by `titans-dna train`")
@@ -56,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="write the TSV here instead of stdout")
     add_dask_args(predict, "the records")
 
-    evaluate = sub.add_parser("evaluate", help="accuracy, MCC, AUROC and the confusion matrix on labelled data")
+    evaluate = sub.add_parser("evaluate", help="accuracy, MCC, AUROC and the confusion matrix on labelled data "
+                              "(with more than two classes also each class's precision and recall)")
     evaluate.add_argument("--model", required=True, help="a model written by `titans-dna train`")
     _add_labelled(evaluate)
-    evaluate.add_argument("--json", help="also write the metrics as JSON (keys accuracy, mcc, auroc, confusion)")
+    evaluate.add_argument("--json", help="also write the metrics as JSON (keys accuracy, mcc, auroc, confusion, "
+                          "and per_class with more than two classes)")
 
     scan_p = sub.add_parser("scan", help="score sliding windows along long records as a stream (BED-like TSV)")
     scan_p.add_argument("--model", required=True, help="a model written by `titans-dna train`")
@@ -156,13 +175,26 @@ def _write_file(path: str, write: Callable[[TextIO], object]) -> None:
 
 
 # -- commands (heavy imports inside, so usage errors come back at once) ----------------------------------
+def _pretrain(args: argparse.Namespace) -> None:
+    from .pretraining import pretrain
+
+    report = pretrain(args.fasta, args.model, epochs=args.epochs, max_bases=args.max_bases,
+                      validation_fraction=args.validation_fraction, progress=not args.quiet, random_state=args.seed)
+    print(f"held-out bits per base: {report.bits_per_base:.4f} (order-5 Markov model: "
+          f"{report.markov_bits_per_base:.4f}) on {report.validation_bases} bases, both strands")
+    print(f"trained on {report.train_bases} bases, {report.epochs} epochs, {report.seconds:.0f} s; wrote {args.model}")
+
+
 def _train(args: argparse.Namespace) -> None:
     seqs, labels, names = _labelled(args)
     from .classifier import TitansDNAClassifier
+    from .pretraining import pretrained_params
 
-    clf = TitansDNAClassifier(variant=args.variant, tokenizer=args.tokenizer, k=args.k, epochs=args.epochs,
+    params = pretrained_params(args.init) if args.init is not None else {}
+    given = {name: getattr(args, name) for name in ("variant", "tokenizer", "k") if getattr(args, name) is not None}
+    clf = TitansDNAClassifier(**{**params, **given}, init=args.init, epochs=args.epochs,
                               batch_size=args.batch_size, validation_fraction=args.validation_fraction,
-                              progress=not args.quiet, random_state=args.seed)
+                              progress=not args.quiet, random_state=args.seed, **device_params(args))
     clf.fit(seqs, labels, names=names)
     clf.save(args.model)
     print(f"trained on {len(seqs)} sequences, classes {clf.classes_.tolist()}, {clf.n_epochs_} epochs; "
@@ -218,6 +250,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     print("confusion (rows: true, columns: predicted; order " + ", ".join(map(str, metrics["classes"])) + ")")
     for row in metrics["confusion"]:
         print("  " + " ".join(f"{v:>6d}" for v in row))
+    for entry in metrics.get("per_class", []):
+        print(f"  class {entry['class']}: precision={entry['precision']:.4f}  recall={entry['recall']:.4f}  "
+              f"n={entry['support']}")
 
 
 def _scan(args: argparse.Namespace) -> None:
@@ -316,7 +351,7 @@ def plot_surprise(scores, seq: str, rid: str, label: str, prob: float, path: str
     plt.close(fig)
 
 
-COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "scan": _scan, "surprise": _surprise}
+COMMANDS = {"pretrain": _pretrain, "train": _train, "predict": _predict, "evaluate": _evaluate, "scan": _scan, "surprise": _surprise}
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -33,6 +33,7 @@ from titans_ts.state import MemoryState
 from .tokenize import PAD, base_probabilities, kmer_ids
 
 TOKENIZERS = ("nucleotide", "kmer")
+BODY = ("embed", "bases", "patch", "encoder")  # the embedding and the encoder: what pretraining trains
 POOLINGS = ("mean", "meanmax")
 
 
@@ -76,6 +77,25 @@ class DNANet(nn.Module):
         if self.embed is not None:
             nn.init.zeros_(self.bases.weight)
             nn.init.zeros_(self.bases.bias)
+
+    def body_state(self) -> dict[str, Tensor]:
+        """The weights of the embedding and the encoder (`BODY`), by state-dict name."""
+        return {name: value for name, value in self.state_dict().items() if name.split(".")[0] in BODY}
+
+    def load_body(self, tensors: dict[str, Tensor], source: str) -> None:
+        """Copy the embedding and encoder weights from `tensors` (a state dict of another `DNANet`, e.g. a
+        pretrained one); the heads stay as built. ValueError naming both shapes where a weight differs."""
+        own = self.body_state()
+        for name, value in own.items():
+            if name not in tensors:
+                raise ValueError(f"{source} has no weight {name!r}, which this model has")
+            if tensors[name].shape != value.shape:
+                raise ValueError(f"{source}: weight {name!r} has shape {tuple(tensors[name].shape)}, this model's "
+                                 f"{tuple(value.shape)}")
+        extra = sorted(n for n in tensors if n.split(".")[0] in BODY and n not in own)
+        if extra:
+            raise ValueError(f"{source} has weights {extra} that this model lacks")
+        self.load_state_dict({name: tensors[name] for name in own}, strict=False)
 
     def start(self, batch: int, device: torch.device | str = "cpu") -> Stream:
         return Stream(None, torch.full((batch, self.context), PAD, dtype=torch.long, device=device))

@@ -76,3 +76,20 @@ def test_pf_model_passes_the_titans_settings_to_its_encoder():
     assert memory.max_lr == 0.25 and model.hparams.alpha_init == 0.01
     assert memory.forget_toward == model.hparams.forget_toward == "initial"
     torch.testing.assert_close(torch.sigmoid(memory.to_gates.bias[2 * memory.heads:]), torch.full((2,), 0.01))
+
+
+def test_pf_model_trains_under_ddp_on_two_cpu_processes():
+    """Nothing on the module blocks DDP: no state kept between batches, no parameter left out of a batch
+    (DDP stops with an error on either); rank 0's weights come back to the caller's model."""
+    _, ds = _dataset()
+    torch.manual_seed(0)
+    model = TitansPFModel.from_dataset(ds, d_model=16, n_layers=1, heads=2, window=16, chunk_size=8,
+                                       learning_rate=3e-2, loss=QuantileLoss())
+    fixed = [b for b, _ in zip(ds.to_dataloader(train=False, batch_size=64, num_workers=0), range(2))]
+    untrained = _loss(model, fixed)
+    train = ds.to_dataloader(train=True, batch_size=16, num_workers=0)
+    # "ddp_notebook" forks from the caller; "ddp" would run pytest's command line again in each process
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp_notebook", limit_train_batches=10,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, train)
+    assert _loss(model, fixed) < 0.9 * untrained

@@ -1,5 +1,5 @@
-"""What every titans-ts command line shares: one-line errors with exit status 2, and outputs that are
-written whole or not at all."""
+"""What every titans-ts command line shares: one-line errors with exit status 2, outputs that are
+written whole or not at all, and the device flags of the commands that train."""
 from __future__ import annotations
 
 import argparse
@@ -54,3 +54,30 @@ def write_output(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
     write_atomic(path, write)
+
+
+def add_device_flags(parser: argparse.ArgumentParser) -> None:
+    """--accelerator, --devices, --strategy and --precision: Lightning's, as the estimators take them. A flag
+    left out leaves the estimator's default; the estimator checks the values and names the bad one."""
+    group = parser.add_argument_group("devices (Lightning's)")
+    group.add_argument("--accelerator", default=argparse.SUPPRESS,
+                       help="auto, cpu, gpu, cuda or mps (default auto: a GPU where there is one)")
+    group.add_argument("--devices", type=_devices, default=argparse.SUPPRESS,
+                       help="how many devices: a count, or -1 or auto for all (default 1)")
+    group.add_argument("--strategy", default=argparse.SUPPRESS,
+                       help="auto, or ddp to train one model over several devices (default auto)")
+    group.add_argument("--precision", default=argparse.SUPPRESS,
+                       help="32-true, 64-true, 16-mixed, bf16-mixed, 16-true or bf16-true (default 32-true)")
+
+
+def device_params(args: argparse.Namespace) -> dict[str, object]:
+    """The device flags given, as estimator parameters."""
+    return {name: getattr(args, name) for name in ("accelerator", "devices", "strategy", "precision")
+            if hasattr(args, name)}
+
+
+def _devices(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text

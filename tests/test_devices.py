@@ -1,0 +1,208 @@
+"""Lightning's device arguments on every estimator: validated, passed through, and DDP over two CPU
+processes (gloo) trains the same kind of model a single-device fit does, ending in the caller."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from titans_ts.datasets import planted_motif_dna
+from titans_ts.forecasting import TitansForecaster
+from titans_ts.genomics import TitansDNAClassifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+DDP = dict(accelerator="cpu", devices=2, strategy="ddp")
+FORECASTER = dict(horizon=4, lookback=16, d_model=16, n_layers=1, heads=2, patch=4, max_epochs=3, batch_size=16,
+                  recall=False, period=None, random_state=0)
+CLASSIFIER = dict(d_model=16, n_layers=1, heads=2, window=8, chunk_size=8, k=6, stride=1, epochs=6, lr=0.02,
+                  dropout=0.0, mutation=0.0, batch_size=32, random_state=0)
+
+
+def series(n=400, seed=0):
+    t = np.arange(n)
+    noise = np.random.default_rng(seed).normal(0, 0.05, (n, 2))
+    return np.stack([np.sin(2 * np.pi * t / 12), np.cos(2 * np.pi * t / 20)], 1) + noise
+
+
+@pytest.fixture(scope="module")
+def forecasters():
+    y = series()
+    return {kind: TitansForecaster(**FORECASTER, **extra).fit(y[:320])
+            for kind, extra in (("one", {}), ("ddp", DDP))}
+
+
+@pytest.fixture(scope="module")
+def dna():
+    seqs, labels = planted_motif_dna(800, 40, ["TATAAT"], seed=0)
+    return seqs, labels
+
+
+@pytest.fixture(scope="module")
+def classifiers(dna):
+    seqs, labels = dna
+    return {kind: TitansDNAClassifier(**CLASSIFIER, **extra).fit(seqs[:600], labels[:600])
+            for kind, extra in (("one", {}), ("ddp", DDP))}
+
+
+def test_ddp_forecaster_ends_in_the_caller_and_forecasts_like_one_device(forecasters):
+    one, ddp = forecasters["one"], forecasters["ddp"]
+    held = series()[320:]
+    assert ddp.history_ and ddp.best_loss_ < 1  # the fit's record came back from the worker processes
+    scores = {}
+    for kind, f in forecasters.items():
+        assert next(f.net_.parameters()).device.type == "cpu"
+        forecast = f.predict()
+        assert forecast.shape == (4, 2) and np.isfinite(forecast).all()
+        scores[kind] = f.backtest(held)["mse"].mean()
+    # the same kind of model: two processes see each epoch's segments once between them, as one does
+    assert scores["ddp"] < 2 * scores["one"] and scores["ddp"] < 0.5 * held.var(0).mean()
+    assert not np.allclose(ddp.predict(), one.predict())  # trained apart (shards, gradient averaging)
+
+
+def test_ddp_classifier_ends_in_the_caller_and_scores_like_one_device(classifiers, dna):
+    seqs, labels = dna
+    accuracy = {kind: clf.score(seqs[600:], labels[600:]) for kind, clf in classifiers.items()}
+    assert accuracy["one"] > 0.8 and accuracy["ddp"] > 0.8
+    assert abs(accuracy["ddp"] - accuracy["one"]) < 0.15
+    ddp = classifiers["ddp"]
+    assert ddp.history_ and ddp.n_epochs_ >= 1
+    probs = ddp.predict_proba(seqs[600:])
+    assert probs.shape == (200, 2) and np.isfinite(probs).all()
+
+
+def test_device_parameters_are_stored_untouched_with_the_same_defaults():
+    for est in (TitansForecaster(), TitansDNAClassifier()):
+        params = est.get_params()
+        assert {k: params[k] for k in ("accelerator", "devices", "strategy", "precision")} == \
+            {"accelerator": "auto", "devices": 1, "strategy": "auto", "precision": "32-true"}
+    assert TitansDNAClassifier(devices=2, strategy="ddp").get_params()["devices"] == 2
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("accelerator", "tpu9", "one of ('auto', 'cpu'"), ("devices", 0, "one of ('auto', -1) or an integer >= 1"),
+    ("devices", "two", "one of ('auto', -1) or an integer >= 1"), ("strategy", "dpp", "one of ('auto', 'ddp'"),
+    ("precision", "16", "one of ('32-true'"),
+])
+def test_bad_device_values_name_the_field(field, value, allowed, dna):
+    y = series()
+    for est, args in ((TitansForecaster(**FORECASTER), (y,)), (TitansDNAClassifier(**CLASSIFIER), dna)):
+        est.set_params(**{field: value})
+        with pytest.raises(ValueError, match=re.escape(f"{type(est).__name__}.{field} must be {allowed}")):
+            est.fit(*args)
+        assert not hasattr(est, "net_") and not hasattr(est, "model_")
+
+
+def test_carried_memory_refuses_several_processes_and_says_what_to_set():
+    with pytest.raises(ValueError, match=r"TitansForecaster\.devices \(2\).*recall=False and carry_memory=False"):
+        TitansForecaster(**{**FORECASTER, "recall": True}, **DDP).fit(series())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_prediction_follows_the_model_device_and_returns_cpu_results(classifiers, forecasters, dna):
+    """Moved to the GPU, each model predicts there (the memory update in the Triton kernels) as it did on
+    the CPU; streams, results and files stay on the CPU."""
+    seqs = dna[0][600:620]
+    clf = classifiers["one"]
+    on_cpu = clf.predict_proba(seqs)
+    clf.model_.cuda()
+    try:
+        np.testing.assert_allclose(clf.predict_proba(seqs), on_cpu, atol=1e-4)
+    finally:
+        clf.model_.cpu()
+    held = series()[320:340]
+    f = forecasters["one"]
+    windows = held[None, :16]
+    expected = (f.forecast_windows(windows), f.backtest(held)["forecast"].to_list())
+    f.net_.cuda()
+    try:
+        np.testing.assert_allclose(f.forecast_windows(windows), expected[0], rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(f.backtest(held)["forecast"].to_list(), expected[1], rtol=1e-3, atol=1e-3)
+        assert f.streams_.point.device.type == "cpu"
+    finally:
+        f.net_.cpu()
+
+
+FLAGS = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--precision", "64-true"]
+GIVEN = {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "precision": "64-true"}
+
+
+@pytest.fixture
+def loop_args(monkeypatch):
+    """The keyword arguments each estimator hands the training loop (which then stops the command)."""
+    import titans_ts.forecasting.forecaster as forecaster
+    import titans_ts.genomics.classifier as classifier
+
+    seen = {}
+
+    def record(model, train, val=None, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stopped after the training loop's arguments")
+
+    monkeypatch.setattr(forecaster, "fit_loop", record)
+    monkeypatch.setattr(classifier, "fit_loop", record)
+    return seen
+
+
+def test_cli_device_flags_reach_the_estimators(loop_args, tmp_path, capsys):
+    from titans_ts.datasets import bundled_dna_path
+    from titans_ts.forecasting.cli import main as forecast_main
+    from titans_ts.genomics.cli import main as dna_main
+
+    path = tmp_path / "y.csv"
+    np.savetxt(path, series(), delimiter=",", header="a,b", comments="")
+    common = ["--horizon", "4", "--lookback", "16", "--epochs", "1", "--no-recall", "--quiet"]
+    assert forecast_main(["forecast", "--data", str(path), "--out", str(tmp_path / "f.csv"), *common, *FLAGS]) == 2
+    assert {k: loop_args[k] for k in GIVEN} == GIVEN
+    loop_args.clear()
+    assert dna_main(["train", "--data", str(bundled_dna_path()), "--model", str(tmp_path / "m"), "--quiet", *FLAGS]) == 2
+    assert {k: loop_args[k] for k in GIVEN} == GIVEN
+    loop_args.clear()
+    assert dna_main(["train", "--data", str(bundled_dna_path()), "--model", str(tmp_path / "m"), "--quiet"]) == 2
+    assert {k: loop_args[k] for k in GIVEN} == {"accelerator": "auto", "devices": 1, "strategy": "auto",
+                                                "precision": "32-true"}  # no flag: the estimator's defaults
+    capsys.readouterr()
+    assert dna_main(["train", "--data", str(bundled_dna_path()), "--model", str(tmp_path / "m"),
+                     "--devices", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["titans-dna: error: TitansDNAClassifier.devices must be one of ('auto', -1) or an integer >= 1, "
+                   "got 'none'"]
+
+
+NODE = """
+import json, sys
+import torch
+from titans_ts.datasets import planted_motif_dna
+from titans_ts.genomics import TitansDNAClassifier
+torch.set_num_threads(1)
+seqs, labels = planted_motif_dna(800, 40, ["TATAAT"], seed=0)
+clf = TitansDNAClassifier(**json.loads(sys.argv[1])).fit(seqs[:600], labels[:600])
+print(json.dumps(clf.predict_proba(seqs[600:])[:, 1].tolist()))
+"""
+
+
+@pytest.mark.slow
+def test_two_nodes_launched_by_torchrun_train_one_model(tmp_path, classifiers, dna):
+    """Two torchrun "nodes" (one CPU process each): the estimators infer num_nodes from the launcher, the
+    processes train one model together (both end with it) and it is not what one process alone trains."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "node.py"
+    script.write_text(NODE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    params = json.dumps({**CLASSIFIER, "accelerator": "cpu", "devices": 1, "strategy": "ddp"})
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                               "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
+                               str(script), params], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    probs = [np.array(json.loads(out.strip().splitlines()[-1])) for out, _ in outputs]
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-6)  # one model, the same on both nodes
+    alone = classifiers["one"].predict_proba(dna[0][600:])[:, 1]
+    assert np.abs(probs[0] - alone).max() > 1e-3  # each node read half of every epoch
+    assert ((probs[0] > 0.5) == dna[1][600:]).mean() > 0.8
