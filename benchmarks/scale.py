@@ -3,6 +3,7 @@
     python benchmarks/scale.py encoder --json scale_encoder.json   # Titans forward vs full causal attention
     python benchmarks/scale.py scan                                # `titans-dna scan` of the 2.3 Mb human region
     python benchmarks/scale.py predict --model m.titans            # 100,000 reads, --workers 2 against one process
+    python benchmarks/scale.py update backtest                     # a 1,000-series panel: batched, and over Dask
 
 Without `--model`, scan and predict use a classifier of the default shape trained for one epoch on the bundled
 sample: as fast as a trained one, its calls meaningless.
@@ -14,6 +15,13 @@ so each side pays its projections. `scan`: bases per second of a stream of windo
 the peak resident memory of the process. `predict`: the `titans-dna predict` command on synthetic reads, in one
 process and spread over Dask workers. Every time is the median of `--repeats` runs, the peers run in turn within
 each repeat so that load on the machine hits them alike. A table goes to stdout, the results to `--json`.
+
+`update` and `backtest` use one forecaster of the default shape fitted for one epoch on a panel of `--series`
+series, pieces of `--rows` hourly rows cut from the ETTh1 channels (starts spread evenly along each channel,
+so pieces overlap when the channels hold too few): `update` streams the next row of every series in one
+batched call, against one call per series from the same state, and gives the memory state one series holds;
+`backtest` rolls forecasts over each series' last `--tail` rows in one process and on `--workers` Dask
+workers (the cluster started before the clock; sending each task its series' states counts).
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ from titans_ts import TitansConfig, TitansEncoder
 
 D_MODEL, HEADS = 64, 4
 HUMAN = Path(__file__).resolve().parents[1].parent / "shared/data/genomics/pretrain/hg38_chr2_1-2333275.fa.gz"
+ETTH1 = Path(__file__).resolve().parents[1].parent / "shared/data/ett/ETTh1.csv"
 
 
 def seconds(fn: Callable[[], object]) -> tuple[float, float]:
@@ -139,6 +148,78 @@ def predict(model: str, n_reads: int, length: int, workers: int, repeats: int) -
             "speedup": med["one_process"] / med["workers"]}
 
 
+def ett_panel(n_series: int, rows: int):
+    """A long polars frame (series, date, value) of `n_series` pieces of `rows` rows of the ETTh1 channels."""
+    import numpy as np
+    import polars as pl
+
+    from titans_ts.datasets import load_ett
+
+    ett = load_ett(ETTH1)
+    channels = [c for c in ett.columns if c != "date"]
+    starts = np.linspace(0, ett.height - rows, -(-n_series // len(channels))).astype(int)
+    pieces = [(c, a) for c in channels for a in starts][:n_series]
+    return pl.concat([ett.slice(a, rows).select("date", value=pl.col(c)).with_columns(series=pl.lit(f"{c}@{a}"))
+                      .select("series", "date", "value") for c, a in pieces])
+
+
+def panel_forecaster(n_series: int, rows: int, tail: int):
+    """The default forecaster fitted for one epoch on every series' rows before its last `tail`; the panel."""
+    import polars as pl
+
+    from titans_ts.forecasting import TitansForecaster
+
+    panel = ett_panel(n_series, rows)
+    head = panel.filter(pl.int_range(pl.len()).over("series") < rows - tail)
+    t0 = time.perf_counter()
+    f = TitansForecaster(max_epochs=1, id_col="series", random_state=0).fit(head)
+    return f, panel.filter(pl.int_range(pl.len()).over("series") >= rows - tail), time.perf_counter() - t0
+
+
+def update(f, tail, repeats: int) -> dict:
+    """Seconds to stream one new row of every series: one batched call, against one call per series."""
+    import numpy as np
+    import polars as pl
+
+    rows = tail.filter(pl.int_range(pl.len()).over("series") == 0)
+    singles = rows.partition_by("series", maintain_order=True)
+    start = f.streams_
+
+    def batched():
+        f.streams_ = start
+        f.update(rows)
+        return f.predict()
+
+    def one_by_one():
+        f.streams_ = start
+        for one in singles:
+            f.update(one)
+        return f.predict()
+
+    same = np.abs(batched()["value"].to_numpy() - one_by_one()["value"].to_numpy()).max()
+    med = medians({"batched": batched, "one_call_per_series": one_by_one}, repeats)
+    f.streams_ = start
+    key = start.keys[0]
+    state = [*start.memory(key).values(), *(getattr(start, n)[0] for n in ("context", "point", "quant"))]
+    return {"series": len(singles), "seconds": med, "max_abs_difference": float(same),
+            "speedup": {k: med["one_call_per_series"][k] / med["batched"][k] for k in ("wall", "cpu")},
+            "state_bytes_per_series": int(sum(t.numel() * t.element_size() for t in state))}
+
+
+def backtest(f, tail, workers: int, repeats: int) -> dict:
+    """Seconds of `f.backtest` over every series' tail in one process and on `workers` Dask workers."""
+    from polars.testing import assert_frame_equal
+
+    from titans_ts.distributed import dask_client
+
+    with dask_client(workers) as client:
+        peers = {"one_process": lambda: f.backtest(tail), "workers": lambda: f.backtest(tail, client=client)}
+        assert_frame_equal(peers["workers"](), peers["one_process"]())  # the same frame, row for row
+        med = medians(peers, repeats)
+    return {"series": len(f.streams_.keys), "rows": tail.height, "workers": workers, "seconds": med,
+            "identical_output": True, "speedup": {k: med["one_process"][k] / med["workers"][k] for k in ("wall", "cpu")}}
+
+
 def untrained_model(path: str) -> str:
     """A default-shaped classifier after one epoch on the bundled sample, written to `path`."""
     from titans_ts.datasets import load_bundled_dna
@@ -167,11 +248,23 @@ def report(res: dict) -> None:
         print(f"predict {p['reads']:,} reads of {p['length']} bases: one process {p['seconds']['one_process']:.1f} s, "
               f"--workers {p['workers']} {p['seconds']['workers']:.1f} s ({p['speedup']:.2f}x), "
               f"identical output: {p['identical_output']}")
+    if "update" in res:
+        u = res["update"]
+        print(f"update one row of each of {u['series']:,} series: batched {u['seconds']['batched']['wall']:.3f} s, "
+              f"one call per series {u['seconds']['one_call_per_series']['wall']:.2f} s "
+              f"({u['speedup']['wall']:.0f}x wall, {u['speedup']['cpu']:.0f}x CPU; forecasts differ by at most "
+              f"{u['max_abs_difference']:.1e}); state {u['state_bytes_per_series'] / 1024:.0f} KiB per series")
+    if "backtest" in res:
+        b = res["backtest"]
+        print(f"backtest {b['series']:,} series ({b['rows']:,} rows): one process {b['seconds']['one_process']['wall']:.1f} s, "
+              f"--workers {b['workers']} {b['seconds']['workers']['wall']:.1f} s ({b['speedup']['wall']:.2f}x wall), "
+              f"identical output: {b['identical_output']}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("sections", nargs="+", choices=("encoder", "scan", "predict"), help="what to measure")
+    ap.add_argument("sections", nargs="+", choices=("encoder", "scan", "predict", "update", "backtest"),
+                    help="what to measure")
     ap.add_argument("--T", type=int, default=100_000, help="encoder: sequence length (default 100,000)")
     ap.add_argument("--model", help="scan, predict: a model written by `titans-dna train` (default: one epoch's)")
     ap.add_argument("--data", default=str(HUMAN), help="scan: FASTA of long records (default the 2.3 Mb human region)")
@@ -179,7 +272,11 @@ def main() -> None:
     ap.add_argument("--stride", type=int, help="scan: stride in bases (default the model's)")
     ap.add_argument("--reads", type=int, default=100_000, help="predict: number of synthetic reads (default 100,000)")
     ap.add_argument("--length", type=int, default=150, help="predict: read length (default 150)")
-    ap.add_argument("--workers", type=int, default=2, help="predict: Dask workers (default 2)")
+    ap.add_argument("--workers", type=int, default=2, help="predict, backtest: Dask workers (default 2)")
+    ap.add_argument("--series", type=int, default=1000, help="update, backtest: series in the panel (default 1,000)")
+    ap.add_argument("--rows", type=int, default=240, help="update, backtest: rows of each series (default 240)")
+    ap.add_argument("--tail", type=int, default=96,
+                    help="update, backtest: each series' rows held out of the fit and backtested (default 96)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
     ap.add_argument("--json", help="write the results to this JSON file")
     args = ap.parse_args()
@@ -196,6 +293,12 @@ def main() -> None:
         res["scan"] = scan(args.model, args.data, args.window, args.stride, args.repeats)
     if "predict" in args.sections:
         res["predict"] = predict(args.model, args.reads, args.length, args.workers, args.repeats)
+    if {"update", "backtest"} & set(args.sections):
+        f, tail, res["panel_fit_seconds"] = panel_forecaster(args.series, args.rows, args.tail)
+        if "update" in args.sections:
+            res["update"] = update(f, tail, args.repeats)
+        if "backtest" in args.sections:
+            res["backtest"] = backtest(f, tail, args.workers, args.repeats)
     res["load_average_after"] = os.getloadavg()
     report(res)
     if args.json:

@@ -4,6 +4,7 @@
     titans-ts backtest --data load.csv --horizon 24 --test-fraction 0.2 --out backtest.csv
     titans-ts tune --data load.csv --horizon 24 --trials 20 --storage sqlite:///study.db
     titans-ts surprise --data load.csv --horizon 1 --plot surprise.png
+    titans-ts backtest --data shops.parquet --id-col shop --time-col date --horizon 7 --workers 8 --out bt.csv
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from titans_ts.cli import ArgumentParser, UsageError, add_device_flags, device_params, run, write_output
+from titans_ts.cli import ArgumentParser, UsageError, add_dask_args, add_device_flags, device_params, run, write_output
+from titans_ts.distributed import dask_client
 
+from .distributed import forecast as forecast_panel
 from .forecaster import TitansForecaster
 
 
@@ -54,6 +57,7 @@ def model_args(p) -> None:
     p.add_argument("--variant", default="mal", choices=["mal", "mag", "mac", "lmm"], help="Titans variant")
     p.add_argument("--epochs", type=int, default=10, help="maximum training epochs (early stopping on validation)")
     p.add_argument("--time-col", help="the time column (default: the one datetime column, if any)")
+    p.add_argument("--id-col", help="a long panel's series column: one model for all series, results per series")
     p.add_argument("--columns", nargs="+", help="value columns to use (default: every numeric column)")
     p.add_argument("--recall", action=argparse.BooleanOptionalAction, default=True,
                    help="the recall memory: what followed windows like the present one, learnt while streaming "
@@ -74,7 +78,8 @@ def make(args) -> TitansForecaster:
     return TitansForecaster(horizon=args.horizon, lookback=args.lookback, variant=args.variant,
                             max_epochs=args.epochs, recall=args.recall, period=args.period,
                             memory_retention=args.memory_retention, time_col=args.time_col,
-                            random_state=args.seed, progress=not args.quiet, **device_params(args))
+                            id_col=args.id_col, random_state=args.seed, progress=not args.quiet,
+                            **device_params(args))
 
 
 def select(frame: pl.DataFrame, args) -> pl.DataFrame:
@@ -83,18 +88,31 @@ def select(frame: pl.DataFrame, args) -> pl.DataFrame:
     missing = [c for c in args.columns if c not in frame.columns]
     if missing:
         raise UsageError(f"--columns: no column {missing[0]!r} in --data (it has {frame.columns})")
-    keep = [c for c, t in frame.schema.items() if t.is_temporal() or c == args.time_col]
+    keep = [c for c, t in frame.schema.items() if t.is_temporal() or c in (args.time_col, args.id_col)]
     return frame.select(*keep, *[c for c in args.columns if c not in keep])
+
+
+def split(frame: pl.DataFrame, fraction: float, id_col: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The head and the last `fraction` of the rows of `frame`, of each series where there is an `id_col`."""
+    if id_col is None:
+        cut = frame.height - int(frame.height * fraction)
+        return frame.head(cut), frame.slice(cut)
+    if id_col not in frame.columns:
+        raise UsageError(f"--id-col: no column {id_col!r} in --data (it has {frame.columns})")
+    n = pl.len().over(id_col)
+    tail = pl.int_range(pl.len()).over(id_col) >= n - (n * fraction).floor().cast(pl.Int64)
+    return frame.filter(~tail), frame.filter(tail)
 
 
 def forecast(args) -> int:
     frame = select(read_frame(args.data), args)
-    f = make(args).fit(frame)
-    point = f.predict()
-    lo, hi = f.predict_interval(args.coverage)
-    values = [c for c in point.columns if c != f.like_.time_col]
-    out = point.with_columns(*[lo[c].alias(f"{c}_lower") for c in values], *[hi[c].alias(f"{c}_upper") for c in values])
+    if args.plot and args.id_col:
+        raise UsageError("--plot draws one series: leave out --id-col, or select a series first")
+    with dask_client(args.workers, args.scheduler) as client:
+        f = make(args).fit(frame)
+        out = forecast_panel(f, args.coverage, client)
     write_output(args.out, lambda tmp: out.write_csv(tmp))
+    values = f.columns_
     if args.plot:
         plot(frame, out, f, values, args.plot, args.coverage)
     print(f"wrote {args.out}: {args.horizon} steps of {', '.join(values)} with {args.coverage:.0%} intervals")
@@ -130,9 +148,10 @@ def backtest(args) -> int:
     frame = select(read_frame(args.data), args)
     if not 0 < args.test_fraction < 1:
         raise UsageError(f"--test-fraction must lie in (0, 1), got {args.test_fraction}")
-    cut = frame.height - int(frame.height * args.test_fraction)
-    f = make(args).fit(frame.head(cut))
-    result = f.backtest(frame.slice(cut), start=0, stride=args.stride or args.horizon)
+    head, tail = split(frame, args.test_fraction, args.id_col)
+    with dask_client(args.workers, args.scheduler) as client:
+        f = make(args).fit(head)
+        result = f.backtest(tail, start=0, stride=args.stride or args.horizon, client=client)
     flat = result.with_columns(pl.col("forecast").list.eval(pl.element().round(6)).cast(pl.List(pl.String)).list.join(" "),
                                pl.col("actual").list.eval(pl.element().round(6)).cast(pl.List(pl.String)).list.join(" "))
     write_output(args.out, lambda tmp: flat.write_csv(tmp))
@@ -146,9 +165,12 @@ def surprise(args) -> int:
     frame = select(read_frame(args.data), args)
     if not 0 < args.train_fraction < 1:
         raise UsageError(f"--train-fraction must lie in (0, 1), got {args.train_fraction}")
-    cut = int(frame.height * args.train_fraction)
-    f = make(args).fit(frame.head(cut))
-    scores = f.surprise(frame.slice(cut))
+    if args.plot and args.id_col:
+        raise UsageError("--plot draws one series: leave out --id-col, or select a series first")
+    head, tail = split(frame, 1 - args.train_fraction, args.id_col)
+    cut = head.height
+    f = make(args).fit(head)
+    scores = f.surprise(tail)
     if args.out:
         write_output(args.out, lambda tmp: scores.write_csv(tmp))
     if args.plot:
@@ -203,9 +225,11 @@ def tune(args) -> int:
     from .tuning import tune_forecaster
 
     frame = select(read_frame(args.data), args)
-    study = tune_forecaster(frame, horizon=args.horizon, lookback=args.lookback, n_trials=args.trials,
-                            storage=args.storage, study_name=args.study, max_epochs=args.epochs,
-                            time_col=args.time_col, seed=args.seed)
+    fixed = {} if args.id_col is None else {"id_col": args.id_col}
+    with dask_client(args.workers, args.scheduler) as client:
+        study = tune_forecaster(frame, horizon=args.horizon, lookback=args.lookback, n_trials=args.trials,
+                                storage=args.storage, study_name=args.study, max_epochs=args.epochs,
+                                time_col=args.time_col, seed=args.seed, client=client, **fixed)
     print(f"best validation loss {study.best_value:.4f} with {study.best_params}")
     return 0
 
@@ -218,16 +242,20 @@ def _main(argv: list[str] | None) -> int:
     fc.add_argument("--out", required=True, help="CSV of the forecast with lower/upper interval columns")
     fc.add_argument("--plot", help="PNG of history, forecast and interval")
     fc.add_argument("--coverage", type=float, default=0.9, help="interval coverage (default 0.9)")
+    add_dask_args(fc, "the series of a panel (--id-col)")
     bt = sub.add_parser("backtest", help="fit on the head of the file, then roll forecasts over the rest")
     model_args(bt)
     bt.add_argument("--test-fraction", type=float, default=0.2, help="tail of the file to backtest (default 0.2)")
     bt.add_argument("--stride", type=int, help="steps between origins (default: the horizon)")
     bt.add_argument("--out", required=True, help="CSV: one row per origin and column")
+    add_dask_args(bt, "the series of a panel (--id-col)")
     tn = sub.add_parser("tune", help="Optuna search (TPE, pruning on validation loss) over model settings")
     model_args(tn)
     tn.add_argument("--trials", type=int, default=20)
-    tn.add_argument("--storage", help="Optuna storage shared by workers: sqlite:///study.db or a .log journal file")
+    tn.add_argument("--storage", help="Optuna storage shared by workers: sqlite:///study.db or a .log journal file "
+                                      "(with --workers/--scheduler, default: a study the Dask scheduler keeps)")
     tn.add_argument("--study", default="titans-ts", help="study name in the storage")
+    add_dask_args(tn, "the trials (one study, shared through --storage or Dask)")
     su = sub.add_parser("surprise", help="fit on the head of the file, then score the memory's surprise on the rest")
     model_args(su)
     su.add_argument("--train-fraction", type=float, default=0.5, help="head of the file to fit on (default 0.5)")

@@ -350,7 +350,7 @@ class TitansForecaster(BaseEstimator):
         return self._emit(self._quantiles(lo)), self._emit(self._quantiles(hi))
 
     # -- evaluation -----------------------------------------------------------------------------------
-    def backtest(self, y, start: int = 0, stride: int | None = None, memorize: bool = True):
+    def backtest(self, y, start: int = 0, stride: int | None = None, memorize: bool = True, client=None):
         """Rolling-origin evaluation of `y`, a continuation of the streamed series, through `update` (no refits).
 
         At each origin o = start, start + stride, ... (positions in `y`, while o + horizon ≤ len(y)) the
@@ -358,10 +358,17 @@ class TitansForecaster(BaseEstimator):
         go through the network together. The forecaster itself is not changed. Returns a polars frame:
         series, origin (and origin_time), channel, forecast, actual, mse, mae — one row per origin and
         channel, in the fitted (unscaled) units.
+
+        `client`, a `dask.distributed.Client`, spreads the series of a panel over its workers in tasks
+        (`titans_ts.forecasting.distributed`); the frame is the same, row for row.
         """
         import polars as pl
 
         self._check_fitted()
+        if client is not None:
+            from .distributed import backtest
+
+            return backtest(self, y, start, stride, memorize, client)
         stride = self.horizon if stride is None else stride
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")

@@ -76,6 +76,13 @@ class Streams:
         g = next(g for g in self.groups if i in g.rows)
         return _select(g.memory, _lane_index(g.slots[np.searchsorted(g.rows, [i])], self.lanes))
 
+    def subset(self, keys: list) -> Streams:
+        """The streams of `keys` alone, in that order (the memories copied out of their groups)."""
+        rows = [self.rows[k] for k in keys]
+        return Streams.join(keys, self.lanes, [self.memory(k) for k in keys], context=self.context[rows],
+                            point=self.point[rows], quant=self.quant[rows], seen=self.seen[rows],
+                            last_time=self.last_time[rows], step=self.step[rows])
+
     @classmethod
     def join(cls, keys: list, lanes: int, memories: list[MemoryState], **fields) -> Streams:
         """Streams from each series' own state (as `memory` returns them) and the batched `fields`."""

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from titans_ts.cli import ArgumentParser, UsageError, add_device_flags, device_params, run, write_output
+from titans_ts.cli import (ArgumentParser, UsageError, add_dask_args, add_device_flags, device_params, run,
+                           write_output)
 from titans_ts.datasets import iter_sequences, read_labelled, read_sequences
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="a model written by `titans-dna train`")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA / FASTQ files or sequence tables")
     predict.add_argument("--out", help="write the TSV here instead of stdout")
-    _add_dask(predict)
+    add_dask_args(predict, "the records")
 
     evaluate = sub.add_parser("evaluate", help="accuracy, MCC, AUROC and the confusion matrix on labelled data "
                               "(with more than two classes also each class's precision and recall)")
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--window", type=int, help="window length in bases (default: the training length)")
     scan_p.add_argument("--stride", type=int, help="step between windows in bases (default: half the window)")
     scan_p.add_argument("--out", help="write the TSV here instead of stdout")
-    _add_dask(scan_p)
+    add_dask_args(scan_p, "the records")
 
     surprise_p = sub.add_parser("surprise", help="the memory's surprise at every base (TSV id, position, momentary, "
                                 "past) and a plot of it along one record")
@@ -103,14 +104,6 @@ def _add_labelled(p: argparse.ArgumentParser) -> None:
     source.add_argument("--class", dest="classes", action="append", metavar="NAME=FASTA",
                         help="one FASTA/FASTQ file per class, repeated: "
                              "--class promoter=pos.fa --class background=neg.fa")
-
-
-def _add_dask(p: argparse.ArgumentParser) -> None:
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="N",
-                       help="spread the records over a local Dask cluster of N worker processes (needs the dask extra)")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="spread the records over the Dask cluster at ADDRESS, e.g. tcp://host:8786")
 
 
 # -- input ----------------------------------------------------------------------------------------------
@@ -220,7 +213,9 @@ def _stream(paths: Sequence[str]) -> Iterator[tuple[str, str, str]]:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .distributed import dask_client, load_model, predict_text, tsv
+    from titans_ts.distributed import dask_client
+
+    from .distributed import load_model, predict_text, tsv
 
     clf = load_model(args.model)
     header = ["id", "predicted_label", *(f"p_{c}" for c in clf.classes_.tolist())]
@@ -261,7 +256,9 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _scan(args: argparse.Namespace) -> None:
-    from .distributed import dask_client, load_model, scan_text, tsv
+    from titans_ts.distributed import dask_client
+
+    from .distributed import load_model, scan_text, tsv
     from .scanning import check_scan_steps, default_steps
 
     clf = load_model(args.model)

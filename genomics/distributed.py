@@ -10,23 +10,19 @@ dies; since rows are taken from the tasks in order, none is lost or written twic
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import io
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from titans_ts.config import check_positive_int
+from titans_ts.distributed import batched, ordered_map
 
 from .classifier import TitansDNAClassifier
 from .scanning import scan
 
 READS_PER_TASK = 4096  # a multiple of the classifier's batch (128): batches form as in one call
-TASKS_PER_WORKER = 2  # in flight per worker: one running, one waiting
 
 
 def tsv(rows: Iterable[list]) -> str:
@@ -67,37 +63,6 @@ def scan_record(model: str, window: int, stride: int, record: tuple[str, str, st
     return "".join(scan_rows(model, record, window, stride))
 
 
-def batched(items: Iterable, size: int) -> Iterator[list]:
-    """Lists of `size` consecutive items (the last may be shorter)."""
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
-@contextlib.contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
-    """A Dask client on a new local cluster of `workers` processes or on the scheduler at `scheduler`;
-    None when neither is given (work stays in this process). Needs the `dask` extra."""
-    if workers is None and scheduler is None:
-        yield None
-        return
-    if workers is not None and scheduler is not None:
-        raise ValueError("give --workers or --scheduler, not both")
-    if workers is not None:
-        check_positive_int("--workers", workers)
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise ValueError("--workers and --scheduler need Dask: pip install 'titans-ts[dask]'") from None
-    if scheduler is not None:
-        with Client(scheduler) as client:
-            yield client
-        return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        yield client
-
-
 def predict_text(model: str, records: Iterable[tuple[str, str, str]], client: Any = None) -> Iterator[str]:
     """`predict_rows` of (id, sequence, name) records in tasks of `READS_PER_TASK`, in input order."""
     return ordered_map(functools.partial(predict_rows, model), batched(records, READS_PER_TASK), client)
@@ -111,19 +76,3 @@ def scan_text(model: str, records: Iterable[tuple[str, str, str]], window: int, 
             yield from scan_rows(model, record, window, stride)
         return
     yield from ordered_map(functools.partial(scan_record, model, window, stride), records, client)
-
-
-def ordered_map(fn: Callable[[Any], str], tasks: Iterable, client: Any = None) -> Iterator[str]:
-    """fn(task) for every task, in order: here in turn, or (with a Dask client) on its workers with at most
-    `TASKS_PER_WORKER` tasks per worker submitted ahead of the one being collected."""
-    if client is None:
-        yield from map(fn, tasks)
-        return
-    ahead = TASKS_PER_WORKER * max(1, len(client.scheduler_info()["workers"]))
-    pending: deque = deque()
-    for task in tasks:
-        pending.append(client.submit(fn, task, pure=False))
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()

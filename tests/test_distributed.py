@@ -7,6 +7,7 @@ import signal
 import numpy as np
 import pytest
 
+from titans_ts import distributed as spread
 from titans_ts.datasets import bundled_dna_path, read_labelled
 from titans_ts.genomics import TitansDNAClassifier, distributed
 from titans_ts.genomics.cli import main
@@ -31,15 +32,6 @@ def reads(tmp_path_factory):
     records = [(f"read{i}", "".join(rng.choice(list("ACGTN"), int(rng.integers(20, 120))))) for i in range(600)]
     path.write_text("".join(f">{rid}\n{seq}\n" for rid, seq in records))
     return str(path), records
-
-
-@pytest.fixture(scope="module")
-def client():
-    from dask.distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
-        yield c
 
 
 @pytest.fixture
@@ -83,13 +75,13 @@ def test_a_worker_killed_mid_run_loses_no_row_and_repeats_none(model, reads, cli
     victim = next(iter(before.values()))
 
     def tasks():
-        for i, batch in enumerate(distributed.batched(records, 50)):
+        for i, batch in enumerate(spread.batched(records, 50)):
             if i == 6:  # 4 tasks are out on the two workers: kill one of them under its work
                 os.kill(victim, signal.SIGKILL)
             yield batch
 
-    rows = "".join(distributed.ordered_map(functools.partial(distributed.predict_rows, model), tasks(), client))
-    assert rows == "".join(map(functools.partial(distributed.predict_rows, model), distributed.batched(records, 50)))
+    rows = "".join(spread.ordered_map(functools.partial(distributed.predict_rows, model), tasks(), client))
+    assert rows == "".join(map(functools.partial(distributed.predict_rows, model), spread.batched(records, 50)))
     assert victim not in client.run(os.getpid).values()  # the nanny started a new worker process
 
 

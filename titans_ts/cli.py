@@ -39,6 +39,15 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None, prog: s
         return 2
 
 
+def add_dask_args(p: argparse.ArgumentParser, what: str) -> None:
+    """`--workers N` / `--scheduler ADDRESS` (one or neither): spread `what` over Dask (`titans_ts.distributed`)."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help=f"spread {what} over a local Dask cluster of N worker processes (needs the dask extra)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help=f"spread {what} over the Dask cluster at ADDRESS, e.g. tcp://host:8786")
+
+
 def write_output(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Write through `write(tmp_path)` and rename into place: a failure leaves no half-written file."""
     path = Path(path)
