@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import numpy as np
 from Bio import motifs as bio_motifs
-from scipy.signal import lfilter
 
 DNA = "ACGT"
 ANOMALY_KINDS = ("spike", "level_shift", "pattern_change", "missing_recurrence")
@@ -117,7 +116,9 @@ def recurring_motifs(
     shapes = np.stack([_smooth_pattern(rng, motif_len, n_channels) for _ in range(n_motifs)])
     values = noise * rng.standard_normal((n_steps, n_channels))
     if ar:  # x_t = ar x_{t-1} + sqrt(1 - ar²) e_t, started stationary
-        values[1:] = lfilter([np.sqrt(1 - ar ** 2)], [1.0, -ar], values[1:], axis=0, zi=ar * values[:1])[0]
+        values[1:] *= np.sqrt(1 - ar ** 2)
+        for t in range(1, n_steps):
+            values[t] += ar * values[t - 1]
     occurrences: list[Occurrence] = []
     start = int(rng.integers(gap_min, gap_max + 1))
     while start + motif_len <= n_steps:
