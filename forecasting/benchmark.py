@@ -157,13 +157,13 @@ def online_test(fitted: Fitted) -> list[dict]:
     value and online ridges that keep learning as the model does."""
     f, s, lookback, horizon = fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon
     stream = s.test[lookback:]  # rows of the online phase; the model has streamed everything before them
-    _, yt = windows(s.test, lookback, horizon)
+    xt, yt = windows(s.test, lookback, horizon)
     rows = []
     for memorize in (True, False):
         rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="online",
                          horizon=horizon, train_seconds=fitted.seconds, val_mse=fitted.val,
                          **dict(zip(("mse", "mae"), scores(backtest_forecasts(f, stream, memorize), yt)))))
-    last = windows(s.test, lookback, horizon)[0][:, -1:]  # the last value of each window, held
+    last = xt[:, -1:]  # the last value of each window, held
     rows.append(dict(model="naive-last-value", protocol="online", horizon=horizon, train_seconds=0.0,
                      **dict(zip(("mse", "mae"), scores(np.broadcast_to(last, yt.shape), yt)))))
     history = np.concatenate([s.train, s.val[lookback:]])
@@ -201,7 +201,8 @@ def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback
     cycle off first (`scaling.Scaler`), so the baseline gets the model's normalisation and cycle handling."""
     t0 = time.perf_counter()
     full = np.concatenate([history, stream])
-    z = full - Scaler.fit([history[:n_train]], period).season(0, len(full))
+    season = Scaler.fit([history[:n_train]], period).season
+    z = full - season(0, len(full))
     pairs = lambda lo, hi: lagged(z, np.arange(max(lo, lookback), hi - horizon + 1), lookback, horizon, normalise)[:2]  # noqa: E731
     (x, y), (xv, yv) = pairs(0, n_train), pairs(n_train, len(history))
     eye = np.eye(lookback + 1)
@@ -225,7 +226,7 @@ def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback
             xw, yw = lagged(z, np.array([done]), lookback, horizon, normalise)[:2]
             A += xw.T @ xw
             b += xw.T @ yw
-    preds = preds.transpose(0, 2, 1) + Scaler.fit([history[:n_train]], period).season(origins, horizon)
+    preds = preds.transpose(0, 2, 1) + season(origins, horizon)
     trues = np.stack([full[o: o + horizon] for o in origins])
     mse, mae = scores(preds, trues)
     return dict(mse=mse, mae=mae, train_seconds=time.perf_counter() - t0)
