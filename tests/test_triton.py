@@ -49,24 +49,34 @@ def run(fn, tensors, chunk, dtype, anchored=False):
     return [x.detach().float() for x in (y, *w, *s, *grads)]
 
 
+def relative_errors(got, want) -> list[float]:
+    """Max error / the largest value, tensor by tensor: y, weights, momentum, then the gradients of q, k, v,
+    θ, η, α, initial weights, initial momentum."""
+    return [(a - b).abs().max().item() / (b.abs().max().item() + 1e-6) for a, b in zip(got, want)]
+
+
 def assert_match(got, want, rel):
-    """Max error ≤ rel × the largest value, tensor by tensor: y, weights, momentum, then the gradients
-    of q, k, v, θ, η, α, initial weights, initial momentum."""
-    for i, (a, b) in enumerate(zip(got, want)):
-        scale = b.abs().max().item() + 1e-6
-        err = (a - b).abs().max().item()
-        assert err <= rel * scale, f"tensor {i}: max error {err:.2e} vs largest value {scale:.2e}"
+    """Every tensor's relative error (`relative_errors`) ≤ `rel` (one bound, or one per tensor)."""
+    bounds = rel if isinstance(rel, list) else [rel] * len(want)
+    for i, (err, bound) in enumerate(zip(relative_errors(got, want), bounds)):
+        assert err <= bound, f"tensor {i}: relative error {err:.2e} above {bound:.2e}"
 
 
 @pytest.mark.parametrize("depth", [1, 2])
-@pytest.mark.parametrize("dtype,rel", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)], ids=["float32", "bfloat16"])
-def test_triton_equals_chunk(depth, dtype, rel):
-    """T = 37 is not a multiple of the chunk (8): four chunks written, five read; 2 sequences × 2 heads."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_triton_equals_chunk(depth, dtype):
+    """T = 37 is not a multiple of the chunk (8): four chunks written, five read; 2 sequences × 2 heads.
+    Against the float32 chunk path: to 1e-4 in float32; in bfloat16 as close as the chunk path itself
+    computes in bfloat16 (within 1.5× its error, tensor by tensor: reductions such as η's gradient lose
+    a few percent to bfloat16 rounding in either)."""
     tensors = make_inputs(depth=depth)
     want = run(memory_chunk, tensors, 8, torch.float32)
     got = run(triton_chunk.memory_triton, tensors, 8, dtype)
     assert got[0].shape == (2, 2, 37, 8)
-    assert_match(got, want, rel)
+    if dtype == torch.float32:
+        assert_match(got, want, 1e-4)
+    else:
+        assert_match(got, want, [max(1e-2, 1.5 * e) for e in relative_errors(run(memory_chunk, tensors, 8, dtype), want)])
 
 
 @pytest.mark.parametrize("depth", [1, 2])
