@@ -33,7 +33,7 @@ from .losses import Carried, segment_loss
 from .model import ForecastNet
 from .ridge import linear_start
 from .scaling import Scaler, detect_period
-from .segments import Segments, lane_batches, segment_items
+from .segments import LaneBatches, Segments, lane_batches, segment_items
 from .streams import Streams, advance
 
 LINEAR = ("trained", "ridge")  # the linear branch: trained on from the ridge fit; or kept at it
@@ -186,9 +186,9 @@ class TitansForecaster(BaseEstimator):
             val_span = [(c, n - self.horizon, c, n - self.horizon - 1) for c, n in zip(train_cut, ends)]
             keys = [(fit_span[i][:2], val_span[i][:2]) for i, _ in lanes]
             train, order = lane_batches([fit_span[i] for i, _ in lanes], length, lanes, keys, self.batch_size)
-            loader = DataLoader(make(train), batch_sampler=order)
+            loader = DataLoader(make(train), batch_sampler=LaneBatches(order))
             held, order = lane_batches([val_span[i] for i, _ in lanes], length, lanes, keys, self.batch_size)
-            val_loader = DataLoader(make(held), batch_sampler=order) if held else None
+            val_loader = DataLoader(make(held), batch_sampler=LaneBatches(order)) if held else None
             step = Carried()
         else:  # independent segments from a fresh memory, shuffled
             train = segment_items(scaled, zeros, train_cut, length, max(1, length // 8), self.horizon, lanes)

@@ -8,6 +8,7 @@ import torch
 
 from titans_ts.datasets import planted_motif_dna
 from titans_ts.forecasting import TitansForecaster
+from titans_ts.forecasting.segments import LaneBatches, lane_batches, lane_share
 from titans_ts.genomics import TitansDNAClassifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,6 +96,35 @@ def test_bad_device_values_name_the_field(field, value, allowed, dna):
 def test_carried_memory_refuses_several_processes_and_says_what_to_set():
     with pytest.raises(ValueError, match=r"TitansForecaster\.devices \(2\).*recall=False and carry_memory=False"):
         TitansForecaster(**{**FORECASTER, "recall": True}, **DDP).fit(series())
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_lane_shares_split_each_batch_as_ddp_does_and_keep_each_lane_on_its_process(world):
+    """Every process reads every batch: its lanes rank, rank + world, … of the batch padded cyclically to a
+    multiple of world; a lane keeps its process through its group's training and validation batches."""
+    batches = [[0, 1, 2, 3, 4], [5, 6], [7]]
+    expected = {1: [[[0, 1, 2, 3, 4]], [[5, 6]], [[7]]],
+                2: [[[0, 2, 4], [1, 3, 0]], [[5], [6]], [[7], [7]]],
+                3: [[[0, 3], [1, 4], [2, 0]], [[5], [6], [5]], [[7], [7], [7]]]}[world]
+    assert [[lane_share(b, r, world) for r in range(world)] for b in batches] == expected
+    sampler = LaneBatches(batches)  # outside torch.distributed: one process reads whole batches
+    assert len(sampler) == 3 and list(sampler) == batches
+    # five lanes of two series (three of one, two of the other) in groups of at most two; the same lanes
+    # read training and then validation, in the same groups and places
+    lanes = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    spans = {"fit": [(0, 40, 0, 35)] * 3 + [(4, 44, 0, 39)] * 2,
+             "val": [(40, 56, 40, 55)] * 3 + [(44, 60, 44, 59)] * 2}
+    keys = [i for i, _ in lanes]
+    seen = {}
+    for part, span in spans.items():
+        items, order = lane_batches(span, 8, lanes, keys, 2)
+        assert len(order) == {"fit": 15, "val": 6}[part]
+        for batch in order:
+            group = items[batch[0]][6]
+            for rank in range(world):
+                read = [items[k][:2] for k in lane_share(batch, rank, world)]
+                assert seen.setdefault((group, rank), read) == read
+    assert len(seen) == 3 * world and set(sum(seen.values(), [])) == set(lanes)  # every lane is read
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
