@@ -203,11 +203,3 @@ def _quiet() -> Iterator[None]:
     finally:
         for log, level in zip(logs, levels):
             log.setLevel(level)
-
-
-def world_size(**device_arguments: Any) -> int:
-    """How many processes a fit with these device arguments (and other Trainer arguments) trains in."""
-    strategy = device_arguments.pop("strategy", DEVICE_DEFAULTS["strategy"])
-    with _quiet():
-        return _trainer(strategy, False, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        **device_arguments).world_size
