@@ -24,7 +24,6 @@ from titans_ts.config import ALPHA_INIT
 from titans_ts.devices import DEVICE_DEFAULTS, DEVICES, device_args
 from titans_ts.params import Constraint, Either, Interval, OneOf, integer, optional_integer, validate
 from titans_ts.training import fit as fit_loop
-from titans_ts.training import world_size
 
 from . import persist
 from .conformal import conformal_offsets
@@ -33,7 +32,7 @@ from .losses import Carried, segment_loss
 from .model import ForecastNet
 from .ridge import linear_start
 from .scaling import Scaler, detect_period
-from .segments import Segments, lane_batches, segment_items
+from .segments import LaneBatches, Segments, lane_batches, segment_items
 from .streams import Streams, advance
 
 LINEAR = ("trained", "ridge")  # the linear branch: trained on from the ridge fit; or kept at it
@@ -73,11 +72,13 @@ class TitansForecaster(BaseEstimator):
     spelt as in every titans-ts estimator. The defaults train on one device, a GPU where there is one
     (the memory update then runs the Triton kernels) and the CPU elsewhere, so that no fit starts
     processes unasked. `strategy="ddp"` with `devices=2` or more trains one global model over several
-    devices, each reading its share of the shuffled segments (so it needs `recall=False` and
-    `carry_memory=False`: carried lanes are read in order by one process); the caller ends with the
-    trained model whether it is a script, a notebook or a launcher's process. After `fit` the model is on
-    the CPU; streaming and prediction run wherever `net_` is (move it, e.g. `f.net_.cuda()`, to stream on a
-    GPU) while the streams' state and every result stay on the CPU, and files hold CPU tensors.
+    devices, each reading its share of the shuffled segments or, with the memory carried, its share of
+    every batch of lanes as DDP splits a batch (`segments.LaneBatches`): a lane always goes to the same
+    process, which carries its memory state, and where the lanes of every batch divide evenly among the
+    processes the fit is the one-process fit; the caller ends with the trained model whether it is a
+    script, a notebook or a launcher's process. After `fit` the model is on the CPU; streaming and
+    prediction run wherever `net_` is (move it, e.g. `f.net_.cuda()`, to stream on a GPU) while the
+    streams' state and every result stay on the CPU, and files hold CPU tensors.
 
     `memory_retention` (tokens) starts the encoder memory's forgetting gate at α_t = 1 / memory_retention
     (eq 13; None: `TitansConfig`'s default, about 3,000) and makes it forget towards the initial weights
@@ -125,10 +126,6 @@ class TitansForecaster(BaseEstimator):
         validate(self, self.parameter_constraints)
         if self.patch > self.lookback:
             raise ValueError(f"TitansForecaster.patch ({self.patch}) must not exceed lookback ({self.lookback})")
-        if (self.carry_memory or self.recall) and world_size(**device_args(self)) > 1:
-            raise ValueError(f"TitansForecaster.devices ({self.devices!r}): training with the memory carried "
-                             "(recall=True or carry_memory=True) runs in one process; set recall=False and "
-                             "carry_memory=False to train over several devices")
         return self._config()
 
     def _net(self, n_channels: int) -> ForecastNet:
@@ -186,20 +183,22 @@ class TitansForecaster(BaseEstimator):
             val_span = [(c, n - self.horizon, c, n - self.horizon - 1) for c, n in zip(train_cut, ends)]
             keys = [(fit_span[i][:2], val_span[i][:2]) for i, _ in lanes]
             train, order = lane_batches([fit_span[i] for i, _ in lanes], length, lanes, keys, self.batch_size)
-            loader = DataLoader(make(train), batch_sampler=order)
+            loader = DataLoader(make(train), batch_sampler=LaneBatches(order))
             held, order = lane_batches([val_span[i] for i, _ in lanes], length, lanes, keys, self.batch_size)
-            val_loader = DataLoader(make(held), batch_sampler=order) if held else None
-            step = Carried()
+            val_loader = DataLoader(make(held), batch_sampler=LaneBatches(order)) if held else None
+            # each process reads its lanes' shares; after a group's first batch the carried state stands in
+            # for the memory's initial weights
+            step, sampling = Carried(), {"use_distributed_sampler": False, "unused_parameters": True}
         else:  # independent segments from a fresh memory, shuffled
             train = segment_items(scaled, zeros, train_cut, length, max(1, length // 8), self.horizon, lanes)
             g = torch.Generator().manual_seed(self.random_state or 0)
             loader = DataLoader(make(train), batch_size=self.batch_size, shuffle=True, generator=g)
             held = segment_items(scaled, train_cut, ends, length, length, self.horizon, lanes) if has_val else []
             val_loader = DataLoader(make(held), batch_size=self.batch_size) if held else None
-            step = segment_loss
+            step, sampling = segment_loss, {}  # Lightning shards the segments across processes
         result = fit_loop(net, loader, val_loader, step=step, max_epochs=self.max_epochs, lr=self.lr,
                           patience=self.patience, seed=self.random_state, progress=self.progress, callbacks=callbacks,
-                          **device_args(self))
+                          **device_args(self), **sampling)
         self.best_loss_, self.history_ = result.best_loss, result.history
         self.net_, self.scaler_, self.period_ = net, scaler, period
         self.columns_, self.n_features_in_ = panel.columns, len(panel.columns)

@@ -1,9 +1,13 @@
 """Training items of the forecaster: segments of each series (fresh-memory segments, shuffled) or lanes
-(each series read in order in consecutive segments, for a memory carried from batch to batch)."""
+(each series read in order in consecutive segments, for a memory carried from batch to batch), and the
+batches of lanes each process of a distributed fit reads."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
-from torch.utils.data import Dataset
+import torch.distributed as dist
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 
 class Segments(Dataset):
@@ -69,3 +73,28 @@ def lane_batches(spans: list[tuple[int, int, int, int]], length: int, lanes: lis
             batches.append(list(range(len(items), len(items) + len(group))))
             items += [(*lanes[j], start, min(start + length, b), *spans[j][2:], gid, n == 0) for j in group]
     return items, batches
+
+
+def lane_share(batch: list[int], rank: int, world: int) -> list[int]:
+    """The share of a batch of lanes that process `rank` of `world` reads, as DDP splits a batch
+    (`DistributedSampler`, unshuffled): lanes rank, rank + world, … of the batch, padded by repeating its
+    lanes to a multiple of `world`, so that every process reads some lane and the same number of them."""
+    return [batch[k] for k in DistributedSampler(batch, num_replicas=world, rank=rank, shuffle=False)]
+
+
+class LaneBatches(Sampler[list[int]]):
+    """The batches of `lane_batches` in their order, each cut to this process's `lane_share` (the rank and
+    number of processes of `torch.distributed` when iterated; one process when it is not initialised).
+    A lane keeps its place in every batch of its group, training and validation alike, so it always goes
+    to the same process, which carries its memory state; every process reads every batch, in step."""
+
+    def __init__(self, batches: list[list[int]]):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        on = dist.is_available() and dist.is_initialized()
+        rank, world = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
+        return (lane_share(batch, rank, world) for batch in self.batches)

@@ -1,5 +1,6 @@
 """Lightning's device arguments on every estimator: validated, passed through, and DDP over two CPU
-processes (gloo) trains the same kind of model a single-device fit does, ending in the caller."""
+processes (gloo) trains the same kind of model a single-device fit does, ending in the caller; with the
+memory carried, each process carries its share of the lanes and the fit is the single-device one."""
 import re
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 
 from titans_ts.datasets import planted_motif_dna
 from titans_ts.forecasting import TitansForecaster
+from titans_ts.forecasting.segments import LaneBatches, lane_batches, lane_share
 from titans_ts.genomics import TitansDNAClassifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -18,10 +20,11 @@ CLASSIFIER = dict(d_model=16, n_layers=1, heads=2, window=8, chunk_size=8, k=6, 
                   dropout=0.0, mutation=0.0, batch_size=32, random_state=0)
 
 
-def series(n=400, seed=0):
+def series(n=400, seed=0, channels=2):
     t = np.arange(n)
-    noise = np.random.default_rng(seed).normal(0, 0.05, (n, 2))
-    return np.stack([np.sin(2 * np.pi * t / 12), np.cos(2 * np.pi * t / 20)], 1) + noise
+    noise = np.random.default_rng(seed).normal(0, 0.05, (n, channels))
+    waves = [np.sin(2 * np.pi * t / 12), np.cos(2 * np.pi * t / 20), np.sin(2 * np.pi * t / 8)]
+    return np.stack(waves[:channels], 1) + noise
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +32,25 @@ def forecasters():
     y = series()
     return {kind: TitansForecaster(**FORECASTER, **extra).fit(y[:320])
             for kind, extra in (("one", {}), ("ddp", DDP))}
+
+
+CARRIED = {  # name: (channels, rows, parameters)
+    "two": (2, 320, {"recall": True}),  # a lane a process
+    "odd": (3, 320, {"carry_memory": True}),  # padded to four lanes, lane 0 read by both processes
+    # segments no longer than the horizon: a lane's last training segment scores no step
+    "unscored": (2, 160, {"recall": True, "segment_length": 4, "max_epochs": 2}),
+}
+
+
+@pytest.fixture(scope="module")
+def carried():
+    """Fits with the memory carried, in one process and over two."""
+    fits = {}
+    for name, (channels, rows, extra) in CARRIED.items():
+        y = series(channels=channels)[:rows]
+        for kind, devices in (("one", {}), ("ddp", DDP)):
+            fits[name, kind] = TitansForecaster(**{**FORECASTER, **extra}, **devices).fit(y)
+    return fits
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +114,64 @@ def test_bad_device_values_name_the_field(field, value, allowed, dna):
         assert not hasattr(est, "net_") and not hasattr(est, "model_")
 
 
-def test_carried_memory_refuses_several_processes_and_says_what_to_set():
-    with pytest.raises(ValueError, match=r"TitansForecaster\.devices \(2\).*recall=False and carry_memory=False"):
-        TitansForecaster(**{**FORECASTER, "recall": True}, **DDP).fit(series())
+@pytest.mark.parametrize("name", ["two", "unscored"])
+def test_a_carried_fit_over_two_processes_is_the_one_process_fit(carried, name):
+    """Each process carries one of the two lanes and averages its gradient with the other's: the mean
+    over both lanes, as one process takes it, so training, validation (each process goes on from its own
+    lane's state) and early stopping are those of one process, to float32 rounding. A batch that scores
+    no step is skipped by both processes, as by one."""
+    one, ddp = carried[name, "one"], carried[name, "ddp"]
+    assert len(ddp.history_) == len(one.history_) == CARRIED[name][2].get("max_epochs", FORECASTER["max_epochs"])
+    np.testing.assert_allclose([h["val_loss"] for h in ddp.history_], [h["val_loss"] for h in one.history_],
+                               rtol=1e-6)
+    weights = one.net_.state_dict()
+    for key, p in ddp.net_.state_dict().items():
+        np.testing.assert_allclose(p.numpy(), weights[key].numpy(), rtol=0, atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(ddp.predict(), one.predict(), rtol=0, atol=1e-6)
+    held = series()[CARRIED[name][1]:]
+    np.testing.assert_allclose(ddp.backtest(held)["forecast"].to_list(), one.backtest(held)["forecast"].to_list(),
+                               rtol=0, atol=1e-6)
+
+
+def test_an_odd_number_of_carried_lanes_trains_over_two_processes(carried):
+    """Three lanes over two processes: the batch is padded to four (lane 0 on both), so lane 0 weighs
+    twice in the gradient and the model differs from one process's, but trains as well."""
+    one, ddp = carried["odd", "one"], carried["odd", "ddp"]
+    held = series(channels=3)[320:]
+    scores = {kind: carried["odd", kind].backtest(held)["mse"].mean() for kind in ("one", "ddp")}
+    assert ddp.history_ and ddp.best_loss_ < 1
+    assert ddp.predict().shape == (4, 3) and np.isfinite(ddp.predict()).all()
+    assert scores["ddp"] < 1.5 * scores["one"] and scores["ddp"] < 0.5 * held.var(0).mean()
+    assert np.abs(ddp.predict() - one.predict()).max() > 1e-5  # lane 0 counted twice
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_lane_shares_split_each_batch_as_ddp_does_and_keep_each_lane_on_its_process(world):
+    """Every process reads every batch: its lanes rank, rank + world, … of the batch padded cyclically to a
+    multiple of world; a lane keeps its process through its group's training and validation batches."""
+    batches = [[0, 1, 2, 3, 4], [5, 6], [7]]
+    expected = {1: [[[0, 1, 2, 3, 4]], [[5, 6]], [[7]]],
+                2: [[[0, 2, 4], [1, 3, 0]], [[5], [6]], [[7], [7]]],
+                3: [[[0, 3], [1, 4], [2, 0]], [[5], [6], [5]], [[7], [7], [7]]]}[world]
+    assert [[lane_share(b, r, world) for r in range(world)] for b in batches] == expected
+    sampler = LaneBatches(batches)  # outside torch.distributed: one process reads whole batches
+    assert len(sampler) == 3 and list(sampler) == batches
+    # five lanes of two series (three of one, two of the other) in groups of at most two; the same lanes
+    # read training and then validation, in the same groups and places
+    lanes = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    spans = {"fit": [(0, 40, 0, 35)] * 3 + [(4, 44, 0, 39)] * 2,
+             "val": [(40, 56, 40, 55)] * 3 + [(44, 60, 44, 59)] * 2}
+    keys = [i for i, _ in lanes]
+    seen = {}
+    for part, span in spans.items():
+        items, order = lane_batches(span, 8, lanes, keys, 2)
+        assert len(order) == {"fit": 15, "val": 6}[part]
+        for batch in order:
+            group = items[batch[0]][6]
+            for rank in range(world):
+                read = [items[k][:2] for k in lane_share(batch, rank, world)]
+                assert seen.setdefault((group, rank), read) == read
+    assert len(seen) == 3 * world and set(sum(seen.values(), [])) == set(lanes)  # every lane is read
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

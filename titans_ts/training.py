@@ -7,7 +7,9 @@ arguments, under the same names and spellings in every estimator (`titans_ts.dev
 
 Several processes (`strategy="ddp"`, devices > 1 or several nodes): the losses are averaged over the
 processes before they are logged, so every process keeps the same best epoch and stops at the same
-one; a step may return None only where it does so on every process alike. Where a launcher
+one; a step may return None only where it does so on every process alike. A step that leaves some
+parameters out of a batch's loss (a memory state carried from the last batch stands in for the initial
+memory weights) says so (`unused_parameters`), and DDP then looks for them at every step. Where a launcher
 (torchrun, SLURM, MPI) started the processes, "ddp" is Lightning's DDP as is, on as many nodes as the
 launcher started processes on (`devices` per node): every process runs the caller's script and ends
 with the trained model. Otherwise, in a plain Python process (a script, a notebook, a test),
@@ -30,7 +32,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.multiprocessing as mp
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch import Tensor, nn
 
 from titans_ts.devices import DEVICE_DEFAULTS
@@ -61,9 +63,13 @@ class _Task(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.step(self.model, batch)
-        if loss is not None:  # None: nothing to learn from this batch, no optimizer step
-            self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=_batch_size(batch),
-                     sync_dist=True)  # the mean over processes: every process judges epochs alike
+        if loss is None:  # nothing to learn from this batch: no parameter gets a gradient, no optimizer step
+            if self.trainer.world_size == 1:
+                return None
+            # Lightning refuses None from several processes: a loss that reaches no parameter skips alike
+            return torch.zeros((), device=self.device, requires_grad=True)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=_batch_size(batch),
+                 sync_dist=True)  # the mean over processes: every process judges epochs alike
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -130,11 +136,13 @@ def fit(
     strategy: str | Any = DEVICE_DEFAULTS["strategy"],
     precision: str = DEVICE_DEFAULTS["precision"],
     callbacks: Sequence[pl.Callback] = (),
+    unused_parameters: bool = False,
     **trainer_kwargs: Any,
 ) -> FitResult:
     """Train `model` in place on `train` with `step`, early-stopping on `val` loss; restore the best epoch.
 
     Without `val` the training loss is monitored instead. `callbacks` join ours (e.g. an Optuna pruner).
+    `unused_parameters`: the step may leave some parameters out of a batch's loss (see the module docstring).
     The device arguments are Lightning's (see the module docstring for "ddp"); extra keyword arguments
     go to `lightning.Trainer` (e.g. `num_nodes=2`). The model ends on the CPU.
     """
@@ -154,18 +162,21 @@ def fit(
         # in-process is deliberate; a step's None skips its batch by this loop's contract; and its tree
         # helpers call a torch API that torch has deprecated
         warnings.filterwarnings("ignore", message=".*(does not have many workers|returned `None`|treespec).*")
-        trainer = _trainer(strategy, **settings)
+        trainer = _trainer(strategy, unused_parameters, **settings)
         trainer.fit(task, train, val)
     model.cpu().eval()
     record = task.record
     return FitResult(best_loss=record["best"], epochs=record["epochs"], history=record["history"])
 
 
-def _trainer(strategy: str | Any, **settings: Any) -> pl.Trainer:
+def _trainer(strategy: str | Any, unused_parameters: bool, **settings: Any) -> pl.Trainer:
     """Lightning's Trainer, on as many nodes as a launcher started processes on (unless `num_nodes` says),
     and with "ddp" in a plain Python process forking (else spawning) its workers from the caller, where
-    Lightning would run the caller's command line anew in each."""
-    trainer = pl.Trainer(strategy=strategy, **settings)
+    Lightning would run the caller's command line anew in each. With `unused_parameters`, a DDP strategy
+    is Lightning's that finds the parameters a step left unused."""
+    finding = f"{strategy}_find_unused_parameters_true"
+    named = finding if unused_parameters and finding in StrategyRegistry else strategy
+    trainer = pl.Trainer(strategy=named, **settings)
     environment = getattr(trainer.strategy, "cluster_environment", None)
     if environment is None:
         return trainer
@@ -173,11 +184,11 @@ def _trainer(strategy: str | Any, **settings: Any) -> pl.Trainer:
         nodes = environment.world_size() // trainer.num_devices
         if "num_nodes" in settings or nodes <= trainer.num_nodes:
             return trainer
-        return pl.Trainer(strategy=strategy, num_nodes=nodes, **settings)
+        return pl.Trainer(strategy=named, num_nodes=nodes, **settings)
     if strategy != "ddp" or trainer.world_size == 1:
         return trainer
     start = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    return pl.Trainer(strategy=DDPStrategy(start_method=start), **settings)
+    return pl.Trainer(strategy=DDPStrategy(start_method=start, find_unused_parameters=unused_parameters), **settings)
 
 
 @contextlib.contextmanager
@@ -192,11 +203,3 @@ def _quiet() -> Iterator[None]:
     finally:
         for log, level in zip(logs, levels):
             log.setLevel(level)
-
-
-def world_size(**device_arguments: Any) -> int:
-    """How many processes a fit with these device arguments (and other Trainer arguments) trains in."""
-    strategy = device_arguments.pop("strategy", DEVICE_DEFAULTS["strategy"])
-    with _quiet():
-        return _trainer(strategy, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        **device_arguments).world_size
