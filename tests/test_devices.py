@@ -5,7 +5,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from titans_ts.datasets import planted_motif_dna
 from titans_ts.forecasting import TitansForecaster
@@ -172,31 +171,6 @@ def test_lane_shares_split_each_batch_as_ddp_does_and_keep_each_lane_on_its_proc
                 read = [items[k][:2] for k in lane_share(batch, rank, world)]
                 assert seen.setdefault((group, rank), read) == read
     assert len(seen) == 3 * world and set(sum(seen.values(), [])) == set(lanes)  # every lane is read
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_prediction_follows_the_model_device_and_returns_cpu_results(classifiers, forecasters, dna):
-    """Moved to the GPU, each model predicts there (the memory update in the Triton kernels) as it did on
-    the CPU; streams, results and files stay on the CPU."""
-    seqs = dna[0][600:620]
-    clf = classifiers["one"]
-    on_cpu = clf.predict_proba(seqs)
-    clf.model_.cuda()
-    try:
-        np.testing.assert_allclose(clf.predict_proba(seqs), on_cpu, atol=1e-4)
-    finally:
-        clf.model_.cpu()
-    held = series()[320:340]
-    f = forecasters["one"]
-    windows = held[None, :16]
-    expected = (f.forecast_windows(windows), f.backtest(held)["forecast"].to_list())
-    f.net_.cuda()
-    try:
-        np.testing.assert_allclose(f.forecast_windows(windows), expected[0], rtol=1e-3, atol=1e-3)
-        np.testing.assert_allclose(f.backtest(held)["forecast"].to_list(), expected[1], rtol=1e-3, atol=1e-3)
-        assert f.streams_.point.device.type == "cpu"
-    finally:
-        f.net_.cpu()
 
 
 FLAGS = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--precision", "64-true"]
