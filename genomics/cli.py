@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--fasta", required=True, nargs="+", metavar="FILE",
                      help="genome FASTA files (plain, gzip or bgzip); lower-case bases count, runs of N are skipped")
     pre.add_argument("--model", required=True, help="where to write the model (rewritten after every epoch)")
-    pre.add_argument("--epochs", type=int, default=1, help="most epochs (each reads every training window on a "
-                     "random strand; default 1)")
+    pre.add_argument("--epochs", type=int, default=10, help="most epochs (each reads every training window on a "
+                     "random strand; early stopping on the held-out bases; default 10)")
     pre.add_argument("--max-bases", type=int, help="read at most this many bases from the files (default: all)")
     pre.add_argument("--validation-fraction", type=float, default=0.05,
                      help="the last share of every record held out to score the model (default 0.05)")

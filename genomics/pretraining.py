@@ -177,9 +177,9 @@ class _EachEpoch(pl.Callback):
         self.save(trainer.current_epoch + 1)
 
 
-def pretrain(fasta: Sequence[str | os.PathLike], model: str | os.PathLike, *, epochs: int = 1,
+def pretrain(fasta: Sequence[str | os.PathLike], model: str | os.PathLike, *, epochs: int = 10,
              max_bases: int | None = None, validation_fraction: float = 0.05, length: int = 2048,
-             batch_size: int = 32, lr: float = 4e-3, progress: bool = True, accelerator: str = "auto",
+             batch_size: int = 8, lr: float = 4e-3, progress: bool = True, accelerator: str = "auto",
              random_state: int = 0, **architecture: Any) -> PretrainReport:
     """Train the DNA encoder on genome FASTA `fasta` by next-base prediction and write it to `model`
     (rewritten after every epoch, then with the best epoch's weights and the report).
