@@ -7,8 +7,8 @@ Umarov mouse TATA and Arabidopsis non-TATA promoters against their non-promoters
 enhancers of Genomic Benchmarks (258 to 3,061 bp: longer than one `max_len` piece). Every set is split here
 70/10/20, stratified, with the fixed seed 0, and read case-insensitively (the E. coli positives are lower
 case). Rows: Titans from scratch; Titans fine-tuned from a pretrained model (`--init DATASET=PATH`); on sets
-with sequences longer than `max_len`, the same Titans model trained and read on each sequence's first
-`max_len` bases only; and, in the same run, 6-mer logistic regression, 6-mer + position logistic regression
+with sequences longer than `max_len`, each of these Titans models trained and read on each sequence's
+first `max_len` bases only; and, in the same run, 6-mer logistic regression, 6-mer + position logistic regression
 and a three-layer CNN. Every model reads both strands. Each row is the median over `--seeds` (model seeds;
 the split stays fixed); the logistic regressions do not depend on a seed and run once. Choices are made on
 the validation part only: C and the position weight of the regressions, the epoch kept (early stopping),
@@ -307,12 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("kmer", f"{args.k}-mer logreg", lambda s: KmerLogisticRegression(args.k), False),
             ("kmer-position", f"{args.k}-mer+pos logreg", lambda s: KmerLogisticRegression(args.k, True), False),
             ("cnn", "cnn", lambda s: CNNClassifier(epochs=cnn_epochs, random_state=s), True)]
-        if name in inits:
-            models.insert(1, ("titans", f"{titans} from {Path(inits[name]).name}",
-                              lambda s: TitansDNAClassifier(**seeded(s, init=inits[name])), True))
-        if max(len(s) for s in split.seqs) > max_len:
-            models.insert(1, ("titans-truncated", f"{titans} first {max_len} bp",
-                              lambda s: Truncated(TitansDNAClassifier(**seeded(s)), max_len), True))
+        starts = [("", {})] + ([(f" from {Path(inits[name]).name}", {"init": inits[name]})] if name in inits else [])
+        long = max(len(s) for s in split.seqs) > max_len
+        models[1:1] = [  # fine-tuned rows, then (sequences longer than max_len) each start truncated
+            *[("titans", titans + label, lambda s, kw=kw: TitansDNAClassifier(**seeded(s, **kw)), True)
+              for label, kw in starts[1:]],
+            *[("titans-truncated", f"{titans}{label} first {max_len} bp",
+               lambda s, kw=kw: Truncated(TitansDNAClassifier(**seeded(s, **kw)), max_len), True)
+              for label, kw in (starts if long else [])]]
         for key, model, make, uses_seed in models:
             if key in args.models:
                 rows.append(evaluate(name, model, split, make, args.seeds if uses_seed else []))

@@ -103,23 +103,26 @@ def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
 
 
 @needs_data
-def test_a_fine_tuned_row_starts_from_the_pretrained_model(tmp_path):
+def test_a_fine_tuned_row_starts_from_the_pretrained_model_whole_and_truncated(tmp_path):
     from titans_ts.genomics import pretrain
 
     genome = tmp_path / "g.fa"
     rng = np.random.default_rng(0)
     genome.write_text(">g\n" + "".join(rng.choice(list("ACGT"), 6000)) + "\n")
     small = dict(d_model=16, n_layers=1, heads=2, variant="mag")  # what --quick trains
-    pretrain([genome], tmp_path / "base.titans", length=256, batch_size=8, progress=False, accelerator="cpu",
-             **small)
+    pretrain([genome], tmp_path / "base.titans", epochs=1, length=256, batch_size=8, progress=False,
+             accelerator="cpu", **small)
     out = tmp_path / "r.json"
+    base = tmp_path / "base.titans"
     assert main(["--quick", "--subsample", "32", "--threads", "1", "--data-dir", str(DATA), "--datasets", "ecoli",
-                 "--models", "titans", "--seeds", "0", "--init", f"ecoli={tmp_path / 'base.titans'}",
-                 "--json", str(out)]) == 0
+                 "drosophila", "--models", "titans", "titans-truncated", "--seeds", "0", "--init", f"ecoli={base}",
+                 "--init", f"drosophila={base}", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    models = [r["model"] for r in report["rows"]]
-    assert models == ["titans-mag", "titans-mag from base.titans"]
-    assert report["meta"]["init"] == {"ecoli": str(tmp_path / "base.titans")}
+    rows = [(r["dataset"], r["model"]) for r in report["rows"]]
+    assert rows == [("ecoli", "titans-mag"), ("ecoli", "titans-mag from base.titans"),
+                    ("drosophila", "titans-mag"), ("drosophila", "titans-mag from base.titans"),
+                    ("drosophila", "titans-mag first 1024 bp"), ("drosophila", "titans-mag from base.titans first 1024 bp")]
+    assert report["meta"]["init"] == {"ecoli": str(base), "drosophila": str(base)}
     with pytest.raises(SystemExit) as exit_info:  # a model of another shape is refused before any training
         main(["--quick", "--datasets", "ecoli", "--set", "d_model=32", "--init", f"ecoli={tmp_path / 'base.titans'}"])
     assert exit_info.value.code == 2
