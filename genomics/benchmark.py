@@ -302,19 +302,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if size is not None:
             split = subsample(split, size)
         titans = f"titans-{params['variant']}"
+        starts = {"": {}, **({f" from {Path(inits[name]).name}": {"init": inits[name]}} if name in inits else {})}
+        long = max(len(s) for s in split.seqs) > max_len
         models: list[tuple[str, str, Callable[[int], Estimator], bool]] = [  # (key, row name, make, uses a seed)
-            ("titans", titans, lambda s: TitansDNAClassifier(**seeded(s)), True),
+            # from scratch and fine-tuned, then (sequences longer than max_len) each start truncated
+            *[("titans", titans + label, lambda s, kw=kw: TitansDNAClassifier(**seeded(s, **kw)), True)
+              for label, kw in starts.items()],
+            *[("titans-truncated", f"{titans}{label} first {max_len} bp",
+               lambda s, kw=kw: Truncated(TitansDNAClassifier(**seeded(s, **kw)), max_len), True)
+              for label, kw in (starts.items() if long else ())],
             ("kmer", f"{args.k}-mer logreg", lambda s: KmerLogisticRegression(args.k), False),
             ("kmer-position", f"{args.k}-mer+pos logreg", lambda s: KmerLogisticRegression(args.k, True), False),
             ("cnn", "cnn", lambda s: CNNClassifier(epochs=cnn_epochs, random_state=s), True)]
-        starts = [("", {})] + ([(f" from {Path(inits[name]).name}", {"init": inits[name]})] if name in inits else [])
-        long = max(len(s) for s in split.seqs) > max_len
-        models[1:1] = [  # fine-tuned rows, then (sequences longer than max_len) each start truncated
-            *[("titans", titans + label, lambda s, kw=kw: TitansDNAClassifier(**seeded(s, **kw)), True)
-              for label, kw in starts[1:]],
-            *[("titans-truncated", f"{titans}{label} first {max_len} bp",
-               lambda s, kw=kw: Truncated(TitansDNAClassifier(**seeded(s, **kw)), max_len), True)
-              for label, kw in (starts if long else [])]]
         for key, model, make, uses_seed in models:
             if key in args.models:
                 rows.append(evaluate(name, model, split, make, args.seeds if uses_seed else []))

@@ -241,16 +241,21 @@ def pretrained_params(path: str | os.PathLike) -> dict[str, Any]:
 def check_init(path: str | os.PathLike, params: dict[str, Any]) -> None:
     """ValueError naming both values when an architecture setting of classifier parameters `params` differs
     from the pretrained model's at `path`."""
-    for name, theirs in pretrained_params(path).items():
+    _check_architecture(path, pretrained_params(path), params)
+
+
+def init_from(net: DNANet, path: str | os.PathLike, params: dict[str, Any]) -> None:
+    """Load the embedding and encoder of `net`, built from classifier parameters `params`, from the
+    pretrained model at `path` (the file read once, its architecture checked as by `check_init`)."""
+    tensors, meta = load_bundle(path, kind=_KIND)
+    _check_architecture(path, meta["params"], params)
+    net.load_body(tensors, str(path))
+
+
+def _check_architecture(path: str | os.PathLike, pretrained: dict[str, Any], params: dict[str, Any]) -> None:
+    for name, theirs in pretrained.items():
         ours = params[name]
         if name == "encoder_kwargs":
             theirs, ours = theirs or {}, dict(ours or {})
         if theirs != ours:
             raise ValueError(f"{path}: pretrained with {name}={theirs!r}, but the classifier has {name}={ours!r}")
-
-
-def init_from(net: DNANet, path: str | os.PathLike, params: dict[str, Any]) -> None:
-    """Load the embedding and encoder of `net`, built from classifier parameters `params`, from the
-    pretrained model at `path` (checked by `check_init`)."""
-    check_init(path, params)
-    net.load_body(load_bundle(path, kind=_KIND)[0], str(path))

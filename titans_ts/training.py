@@ -39,6 +39,7 @@ from titans_ts.devices import DEVICE_DEFAULTS
 
 Step = Callable[[nn.Module, Any], "Tensor | None"]  # the batch's loss, or None to skip it
 
+
 @dataclass
 class FitResult:
     """What a fit did: the best validation loss (train loss without validation) and per-epoch history."""
