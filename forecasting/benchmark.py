@@ -137,11 +137,12 @@ def backtest_forecasts(f: TitansForecaster, rows: np.ndarray, memorize: bool) ->
     return np.array(bt["forecast"].to_list()).reshape(-1, rows.shape[1], f.horizon).transpose(0, 2, 1)
 
 
-def online_fit(path: str, horizon: int, lookback: int, params: dict) -> Fitted:
+def online_fit(path: str, horizon: int, lookback: int, params: dict, splits: str = "online") -> Fitted:
     """Train on the online protocol's warm-up rows (early stopping on their tail), then score the leak-free
     online protocol on the validation rows: forecast, score, stream the one new row. That MSE is the
-    validation score; the validation rows are then streamed, so the test stream continues from them."""
-    s = ett_splits(path, lookback=lookback, scale=True, protocol="online")
+    validation score; the validation rows are then streamed, so the test stream continues from them.
+    `splits="standard"` takes the standard protocol's rows instead (a year of training)."""
+    s = ett_splits(path, lookback=lookback, scale=True, protocol=splits)
     f = TitansForecaster(horizon=horizon, lookback=lookback, **params)
     t0 = time.perf_counter()
     f.fit(s.train)
@@ -176,21 +177,62 @@ def online_test(fitted: Fitted) -> list[dict]:
     return rows
 
 
-def lagged(z: np.ndarray, origins: np.ndarray, lookback: int, horizon: int,
-           normalise: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def steps_per_day(path: str) -> int:
+    """Rows per day of an ETT-format file (24 hourly, 96 at 15 minutes)."""
+    dates = ett_splits(path, lookback=1, scale=False).train_dates
+    return int(np.timedelta64(1, "D") // (dates[1] - dates[0]))
+
+
+def daily_recall_fit(path: str, params: dict) -> Fitted:
+    """The online protocol on the standard protocol's rows, with windows and horizon of half a day and no
+    cycle taken off: the same hours of the day before, which say most about the next half day, lie beyond
+    the window, and only a memory that learns the series as it streams can bring them back (a cycle taken
+    off by the calendar would hand the model yesterday's average shape instead)."""
+    day = steps_per_day(path)
+    fitted = online_fit(path, day // 2, day // 2, dict(params, period=None), splits="standard")
+    fitted.data["day"] = day
+    return fitted
+
+
+def daily_recall_test(fitted: Fitted) -> list[dict]:
+    """Real-data recall: the online protocol's rows over the test stream, plus what recalling the day
+    before is worth to the peers: the values a day back at the forecast's hours (the seasonal naive
+    forecast), and the online ridge on the window with those values added."""
+    f, s, lookback, horizon, day = (fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon,
+                                    fitted.data["day"])
+    rows = [dict(r, protocol="daily-recall") for r in online_test(fitted)]
+    full = np.concatenate([s.train, s.val[lookback:], s.test[lookback:]])
+    origins = len(full) - len(s.test) + lookback + np.arange(len(s.test) - lookback - horizon + 1)
+    idx = origins[:, None] + np.arange(horizon)
+    rows.append(dict(model="day-back value", protocol="daily-recall", horizon=horizon, train_seconds=0.0,
+                     **dict(zip(("mse", "mae"), scores(full[idx - day], full[idx])))))
+    history = np.concatenate([s.train, s.val[lookback:]])
+    rows.append(dict(model="online-ridge-revin+day-back", protocol="daily-recall", horizon=horizon,
+                     **online_ridge(history, len(s.train), s.test[lookback:], lookback, horizon, normalise=True,
+                                    lag=day)))
+    return rows
+
+
+def lagged(z: np.ndarray, origins: np.ndarray, lookback: int, horizon: int, normalise: bool,
+           lag: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per origin and channel (flattened, origin-major): the window before the origin with a constant 1
     (N·C, L + 1), the `horizon` values from the origin (N·C, H; NaN past the end), both less the window's
-    mean with `normalise`, and that mean (N·C,; 0 without)."""
-    w = z[origins[:, None] + np.arange(-lookback, 0)].transpose(0, 2, 1).reshape(-1, lookback)
+    mean with `normalise`, and that mean (N·C,; 0 without). With `lag` (≥ horizon), the inputs also hold
+    the `horizon` values `lag` steps before the forecast's (the same hours a day back, for a lag of a day)."""
+    def take(idx: np.ndarray) -> np.ndarray:  # (N, k) row indices -> (N·C, k)
+        return z[idx].transpose(0, 2, 1).reshape(-1, idx.shape[1])
+
+    w = take(origins[:, None] + np.arange(-lookback, 0))
     idx = origins[:, None] + np.arange(horizon)
     after = np.where(idx[..., None] < len(z), z[np.minimum(idx, len(z) - 1)], np.nan).transpose(0, 2, 1)
     level = w.mean(1) if normalise else np.zeros(len(w))
-    x = np.hstack([w - level[:, None], np.ones((len(w), 1))])
+    inputs = [w] if lag is None else [w, take(idx - lag)]
+    x = np.hstack([a - level[:, None] for a in inputs] + [np.ones((len(w), 1))])
     return x, after.reshape(-1, horizon) - level[:, None], level
 
 
 def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback: int, horizon: int,
-                 normalise: bool = False, period: int | None = None) -> dict:
+                 normalise: bool = False, period: int | None = None, lag: int | None = None) -> dict:
     """Ridge that keeps learning: forecast at every origin of `stream`, then grow the normal equations by the
     (window, future) pair whose future has just been observed, as `update` lets the forecaster learn.
 
@@ -198,14 +240,20 @@ def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback
     training pairs; the forecasting starts from all pairs of `history`. `normalise` reads every window less
     its own mean, as the forecaster's linear branch does (dividing by the window's spread as well would change
     only how pairs are weighted: a linear map commutes with scaling), and `period` takes the training rows'
-    cycle off first (`scaling.Scaler`), so the baseline gets the model's normalisation and cycle handling."""
+    cycle off first (`scaling.Scaler`), so the baseline gets the model's normalisation and cycle handling.
+    `lag` adds the values `lag` steps before the forecast's to the inputs (`lagged`): what a model that
+    recalls the series `lag` steps back could use."""
+    if lag is not None and lag < horizon:
+        raise ValueError(f"online_ridge: lag {lag} is shorter than the horizon {horizon}: its values are not yet known")
     t0 = time.perf_counter()
     full = np.concatenate([history, stream])
     season = Scaler.fit([history[:n_train]], period).season
     z = full - season(0, len(full))
-    pairs = lambda lo, hi: lagged(z, np.arange(max(lo, lookback), hi - horizon + 1), lookback, horizon, normalise)[:2]  # noqa: E731
+    first = max(lookback, lag or 0)
+    pairs = lambda lo, hi: lagged(z, np.arange(max(lo, first), hi - horizon + 1), lookback, horizon, normalise,  # noqa: E731
+                                  lag)[:2]
     (x, y), (xv, yv) = pairs(0, n_train), pairs(n_train, len(history))
-    eye = np.eye(lookback + 1)
+    eye = np.eye(lookback + 1 + (horizon if lag else 0))
     eye[-1, -1] = 0.0  # the constant goes unpenalised
 
     def solve(xs: np.ndarray, ys: np.ndarray, alpha: float) -> np.ndarray:
@@ -216,14 +264,14 @@ def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback
     A, b = x.T @ x + alpha * eye, x.T @ y
     n0, C = len(history), full.shape[1]
     origins = np.arange(n0, len(full) - horizon + 1)
-    xs, _, level = lagged(z, origins, lookback, horizon, normalise)
+    xs, _, level = lagged(z, origins, lookback, horizon, normalise, lag)
     preds = np.empty((len(origins), C, horizon))
     for i, o in enumerate(origins):
         rows = slice(i * C, (i + 1) * C)  # forecast first ...
         preds[i] = level[rows, None] + xs[rows] @ np.linalg.solve(A, b)
         done = o + 1 - horizon  # ... then learn from the pair whose future has now been observed
         if done >= n0 - horizon + 1:
-            xw, yw = lagged(z, np.array([done]), lookback, horizon, normalise)[:2]
+            xw, yw = lagged(z, np.array([done]), lookback, horizon, normalise, lag)[:2]
             A += xw.T @ xw
             b += xw.T @ yw
     preds = preds.transpose(0, 2, 1) + season(origins, horizon)
@@ -444,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="ETT-format CSV (date column, then channels)")
     p.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
-    p.add_argument("--protocols", nargs="+", default=["standard"], choices=["standard", "online", "memorization", "latency", "anomaly", "long-stream"])
+    p.add_argument("--protocols", nargs="+", default=["standard"], choices=["standard", "online", "daily-recall", "memorization", "latency", "anomaly",
+                                                       "long-stream"])
     p.add_argument("--online-horizons", type=int, nargs="+", default=[1, 24, 48])
     p.add_argument("--lookback", type=int, default=96)
     p.add_argument("--variant", default="mal")
@@ -499,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
                                             standard_test) for h in args.horizons],
             "online": [lambda h=h: chosen("online", h, lambda c: online_fit(args.data, h, 60, c), online_test)
                        for h in args.online_horizons],
+            "daily-recall": [lambda: chosen("daily-recall", steps_per_day(args.data) // 2, lambda c: daily_recall_fit(args.data, c),
+                                            daily_recall_test)],
             "memorization": [lambda: chosen("memorization", 24, lambda c: memorization_fit(24, dict(c, window=32),
                                                                                             args.seed),
                                             memorization_test)],

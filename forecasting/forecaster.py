@@ -44,7 +44,8 @@ class TitansForecaster(BaseEstimator):
 
     Parameters follow `titans_ts.TitansConfig` for the encoder (`variant`, `d_model`, `n_layers`, `heads`,
     `window`, `chunk_size`, `memory_depth`), plus: `lookback` (values the attention window and the linear
-    branch see), `patch` (values per token), `channel_mixing` (one token for all channels instead of one
+    branch see), `patch` (the latest values in a token: at most this many, the whole window when it is
+    shorter), `channel_mixing` (one token for all channels instead of one
     stream per channel), training (`max_epochs`, `batch_size`, `lr`, `patience`, `val_fraction`,
     `segment_length`), input layout (`time_col`, `id_col` for long panels) and `random_state`.
 
@@ -124,13 +125,11 @@ class TitansForecaster(BaseEstimator):
 
     def _validate_params(self) -> TitansConfig:
         validate(self, self.parameter_constraints)
-        if self.patch > self.lookback:
-            raise ValueError(f"TitansForecaster.patch ({self.patch}) must not exceed lookback ({self.lookback})")
         return self._config()
 
     def _net(self, n_channels: int) -> ForecastNet:
-        return ForecastNet(n_channels if self.channel_mixing else 1, self.horizon, self.lookback, self.patch,
-                           self._config(), QUANTILES, recall=self.recall)
+        return ForecastNet(n_channels if self.channel_mixing else 1, self.horizon, self.lookback,
+                           min(self.patch, self.lookback), self._config(), QUANTILES, recall=self.recall)
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "net_", msg="This %(name)s is not fitted yet: call fit(y) first")

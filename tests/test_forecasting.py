@@ -201,6 +201,13 @@ def test_bad_parameters_name_the_field():
                 TitansForecaster(**dict(SMALL, **{name: bad})).fit(series())
 
 
+def test_a_window_shorter_than_the_patch_is_one_token():
+    """The default patch (16 values) on a 6-step window: each token holds the whole window."""
+    f = TitansForecaster(**dict(SMALL, lookback=6, patch=16, max_epochs=1)).fit(series(200))
+    assert f.net_.patch == 6 and f.get_params()["patch"] == 16
+    assert f.predict().shape == (4, 2)
+
+
 def test_memory_retention_starts_the_forgetting_gate():
     """α_t starts at 1 / memory_retention in every layer's memory, forgetting towards M_0; None keeps the
     encoder's defaults (σ(−8), towards zero)."""

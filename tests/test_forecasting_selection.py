@@ -41,6 +41,16 @@ def test_online_ridge_normalises_and_takes_the_cycle_off_as_the_forecaster_does(
     assert cycle["mse"] < 0.1  # what is left: the noise, and the shift until the window has crossed it
 
 
+def test_online_ridge_with_the_day_back_recalls_what_no_short_window_places():
+    rng = np.random.default_rng(0)
+    y = (rng.standard_normal(24)[np.arange(4000) % 24] + 0.01 * rng.standard_normal(4000))[:, None]
+    window = online_ridge(y[:2000], 1500, y[2000:], 6, 6, normalise=True)
+    day_back = online_ridge(y[:2000], 1500, y[2000:], 6, 6, normalise=True, lag=24)
+    assert day_back["mse"] < 0.001 < 0.5 < window["mse"]  # a random daily shape: the day back is the forecast
+    with pytest.raises(ValueError, match="lag 4 is shorter than the horizon 6"):
+        online_ridge(y[:2000], 1500, y[2000:], 6, 6, lag=4)
+
+
 @pytest.fixture(scope="module")
 def ett_file(tmp_path_factory):
     """A small ETT-format file: two hourly channels with a daily cycle whose amplitude differs."""
