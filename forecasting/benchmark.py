@@ -184,32 +184,41 @@ def steps_per_day(path: str) -> int:
 
 
 def daily_recall_fit(path: str, params: dict) -> Fitted:
-    """The online protocol on the standard protocol's rows, with windows and horizon of half a day and no
-    cycle taken off: the same hours of the day before, which say most about the next half day, lie beyond
-    the window, and only a memory that learns the series as it streams can bring them back (a cycle taken
-    off by the calendar would hand the model yesterday's average shape instead)."""
+    """The online protocol on the standard protocol's rows, a horizon of half a day, a window of a quarter
+    day and no cycle taken off. The encoder reaches 2 × lookback − 1 values back (a window of tokens that
+    each hold up to `lookback` values), so the same hours of the day before, which say most about the next
+    half day, lie beyond its reach: only a memory that learns the series as it streams can bring them back
+    (a cycle taken off by the calendar would hand the model yesterday's average shape instead)."""
     day = steps_per_day(path)
-    fitted = online_fit(path, day // 2, day // 2, dict(params, period=None), splits="standard")
+    fitted = online_fit(path, day // 2, day // 4, dict(params, period=None), splits="standard")
     fitted.data["day"] = day
     return fitted
 
 
 def daily_recall_test(fitted: Fitted) -> list[dict]:
-    """Real-data recall: the online protocol's rows over the test stream, plus what recalling the day
-    before is worth to the peers: the values a day back at the forecast's hours (the seasonal naive
-    forecast), and the online ridge on the window with those values added."""
-    f, s, lookback, horizon, day = (fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon,
-                                    fitted.data["day"])
-    rows = [dict(r, protocol="daily-recall") for r in online_test(fitted)]
-    full = np.concatenate([s.train, s.val[lookback:], s.test[lookback:]])
-    origins = len(full) - len(s.test) + lookback + np.arange(len(s.test) - lookback - horizon + 1)
+    """Real-data recall over the test stream: the model with its memories learning and frozen, the last
+    value, the values a day back at the forecast's hours (the seasonal naive forecast), and online ridges
+    on every value the encoder reaches, alone and with the day back added: what recalling the day before
+    is worth to a linear model that is handed it."""
+    f, s, horizon, day = fitted.model, fitted.data["splits"], fitted.model.horizon, fitted.data["day"]
+    lookback, reach = f.lookback, f.lookback + f.net_.patch - 1
+    stream = s.test[lookback:]
+    full = np.concatenate([s.train, s.val[lookback:], stream])
+    origins = len(full) - len(stream) + np.arange(len(stream) - horizon + 1)
     idx = origins[:, None] + np.arange(horizon)
-    rows.append(dict(model="day-back value", protocol="daily-recall", horizon=horizon, train_seconds=0.0,
-                     **dict(zip(("mse", "mae"), scores(full[idx - day], full[idx])))))
-    history = np.concatenate([s.train, s.val[lookback:]])
-    rows.append(dict(model="online-ridge-revin+day-back", protocol="daily-recall", horizon=horizon,
-                     **online_ridge(history, len(s.train), s.test[lookback:], lookback, horizon, normalise=True,
-                                    lag=day)))
+    rows = []
+    for memorize in (True, False):
+        rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="daily-recall",
+                         horizon=horizon, train_seconds=fitted.seconds, val_mse=fitted.val,
+                         **dict(zip(("mse", "mae"), scores(backtest_forecasts(f, stream, memorize), full[idx])))))
+    for name, pred in (("naive-last-value", np.repeat(full[origins - 1][:, None], horizon, 1)),
+                       ("day-back value", full[idx - day])):
+        rows.append(dict(model=name, protocol="daily-recall", horizon=horizon, train_seconds=0.0,
+                         **dict(zip(("mse", "mae"), scores(pred, full[idx])))))
+    history = full[: len(full) - len(stream)]
+    for name, lag in ((f"online-ridge-revin, {reach} values", None), (f"online-ridge-revin, {reach} + day back", day)):
+        rows.append(dict(model=name, protocol="daily-recall", horizon=horizon,
+                         **online_ridge(history, len(s.train), stream, reach, horizon, normalise=True, lag=lag)))
     return rows
 
 
