@@ -9,8 +9,8 @@ the encoder output, rescaled back (the forecaster starts the linear map at the l
 encoder learns what it leaves). Quantile offsets ride on the point forecast.
 
 With `recall`, a `RecallMemory` learns at test time how the forecasts made from windows like the present
-one missed (the window that ended `horizon` steps ago as key, what came after it less what was forecast
-there as value) and adds what it recalls to the forecast: a pattern seen once is forecast from memory when
+one missed (the window that ended `horizon` steps ago and the encoder's output there as key, what came
+after it less what was forecast there as value) and adds what it recalls to the forecast: a pattern seen once is forecast from memory when
 it returns, and a model that drifts off learns its own errors back.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ForecastNet(nn.Module):
             self.linear.weight.zero_()
             self.linear.weight[:, -1] = 1.0
             self.linear.bias.zero_()
-        self.recall = RecallMemory(n_inputs, lookback, horizon, chunk_size=config.chunk_size) if recall else None
+        self.recall = RecallMemory(n_inputs, lookback, horizon, d, chunk_size=config.chunk_size) if recall else None
 
     def windows(self, context: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Normalised trailing windows (B, S, n, L), level and scale (B, S, n) of every step of y and of
@@ -85,15 +85,16 @@ class ForecastNet(nn.Module):
         point, quant = self.read(h, win, level, scale)
         new = {"encoder": enc_state}
         if self.recall is not None:
-            recalled, new["recall"], new["made"] = self._recall(point, win * scale[..., None], win_all[:, :T] *
-                                                                scale_all[:, :T, :, None], seq, state, memorize)
+            recalled, new["recall"], new["made"], new["context"] = self._recall(
+                point, h, win * scale[..., None], win_all[:, :T] * scale_all[:, :T, :, None], seq, state, memorize)
             point, quant = point + recalled, quant + recalled[..., None]
         state = MemoryState.join(**new)
         return (point, quant, state, scores) if surprise else (point, quant, state)
 
-    def _recall(self, point: Tensor, now: Tensor, then: Tensor, seq: Tensor, state: MemoryState | None,
-                memorize: bool) -> tuple[Tensor, MemoryState, Tensor]:
-        """What the recall memory adds to `point` (B, T, n, H), its new state, and the forecasts to keep.
+    def _recall(self, point: Tensor, h: Tensor, now: Tensor, then: Tensor, seq: Tensor, state: MemoryState | None,
+                memorize: bool) -> tuple[Tensor, MemoryState, Tensor, Tensor]:
+        """What the recall memory adds to `point` (B, T, n, H), its new state, and the forecasts and encoder
+        outputs (h (B, T, d)) of the last H steps to keep.
 
         Step t writes the window `then` that ended `horizon` steps before it with how far the forecast
         made there (before recall; kept in the state as "made" across calls) missed the values that have
@@ -103,13 +104,15 @@ class ForecastNet(nn.Module):
         B, T, n, H = point.shape
         made = point.new_full((B, H, n, H), float("nan")) if state is None else state["made"]
         made = torch.cat([made, point.detach()], dim=1)  # forecasts made at steps t − H … t
+        kept = h.new_zeros(B, H, h.shape[-1]) if state is None else state["context"]
+        context = torch.cat([kept, h], dim=1)  # the encoder's outputs at the same steps
         after = seq[:, self.lookback:].unfold(1, H, 1)  # (B, T, n, H): the H values that end at step t
         seen = ~torch.isnan(seq).unfold(1, self.lookback + H, 1).any(-1).any(-1)  # the window then and after
         known = seen & ~torch.isnan(made[:, :T]).any(-1).any(-1)
         missed = torch.where(known[..., None, None], after - made[:, :T], 0.0)
-        recalled, rstate = self.recall(now, then, missed, known, None if state is None else state.scope("recall"),
-                                       memorize)
-        return recalled, rstate, made[:, T:]
+        recalled, rstate = self.recall(now, then, h, context[:, :T], missed, known,
+                                       None if state is None else state.scope("recall"), memorize)
+        return recalled, rstate, made[:, T:], context[:, T:]
 
     def read(self, h: Tensor, win: Tensor, level: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
         """Point forecasts and quantiles from the encoder output and the normalised windows, rescaled back."""

@@ -65,9 +65,20 @@ def load(path: str | os.PathLike) -> Saved:
     stack = lambda name: torch.stack([tensors[f"stream.{i}.{name}"] for i in range(len(keys))])  # noqa: E731
     ns = lambda name, kind: np.array([np.datetime64("NaT") if s[name] is None else s[name]  # noqa: E731
                                       for s in meta["streams"]], dtype=f"{kind}64[ns]")
+    net = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+    if "recall.cue.weight" in net and "recall.context.weight" not in net:
+        _before_learnt_keys(net, memories, meta["params"]["d_model"])
     context = stack("context")
     streams = Streams.join(keys, context.shape[1], memories, context=context, point=stack("point"),
                            quant=stack("quant"), seen=np.array([s["seen"] for s in meta["streams"]], dtype=np.int64),
                            last_time=ns("last_time", "datetime"), step=ns("step", "timedelta"))
-    net = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
     return Saved(meta["params"], panel, net, scaler, tensors["offsets"].numpy(), streams)
+
+
+def _before_learnt_keys(net: dict[str, torch.Tensor], memories: list[MemoryState], d_model: int) -> None:
+    """A file written before the recall memory's keys had a learnt part (a map of the encoder's output):
+    that map at zero, and zero encoder outputs kept in every stream, compute what such a model computed."""
+    net["recall.context.weight"] = torch.zeros(net["recall.cue.weight"].shape[0], d_model)
+    for m in memories:
+        if "made" in m:
+            m["context"] = torch.zeros(*m["made"].shape[:2], d_model)

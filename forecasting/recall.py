@@ -8,12 +8,15 @@ that window (the key) with what followed it (the value), and the window of now i
 met once is recalled when it returns, however far beyond the attention window, and the memory learns
 while forecasting exactly as it did in training.
 
-Keys are sparse codes of the window's shape: the window less its level, at unit length, through a wide
-random layer whose bias leaves about 2% of the features on (relu(W u + b), W ~ N(0, 1), b = -2), then at
-unit length again. Two windows share features only when they look alike, so a linear memory over a few
-thousand features tells hundreds of patterns apart. Values are how far the forecast made from that window
-missed, in the first `value_dim` cosines of the horizon (orthonormal DCT-II: lossless up to that length, the
-smooth part beyond). The memory starts empty (M_0 = 0), so it adds nothing until it has seen something.
+Keys are sparse codes of where the series stands: the window less its level, at unit length, through a
+wide random layer whose bias leaves about 2% of the features on (relu(W u + b), W ~ N(0, 1), b = -2), plus a
+learnt map of the encoder's output at the window's last step (zero at the start), then at unit length again.
+The window tells shapes apart; the encoder's output, fed by its own memory, carries what lies beyond the
+window (the hour of the day, the phase of a slow pattern), so that the same shape at different points of
+the stream can be told apart. Two keys share features only when they look alike, so a linear memory over
+a few thousand features tells hundreds of patterns apart. Values are how far the forecast made from that
+window missed, in the first `value_dim` cosines of the horizon (orthonormal DCT-II: lossless up to that
+length, the smooth part beyond). The memory starts empty (M_0 = 0), so it adds nothing until it has seen something.
 """
 from __future__ import annotations
 
@@ -40,19 +43,24 @@ class RecallMemory(nn.Module):
     """`(now, then, missed, known, state, memorize) -> (correction, state)` over (B, T, n, ·) tensors.
 
     `now` and `then` are the windows (in values; their level is removed here) ending at each step and
-    `horizon` steps before it, `missed` (B, T, n, horizon) what followed `then` less the forecast
+    `horizon` steps before it, `context_now` and `context_then` the encoder's outputs (B, T, d_context) at
+    their last steps, `missed` (B, T, n, horizon) what followed `then` less the forecast
     made from it, and `known` (B, T) whether that pair had fully arrived (a write at a step
     where it had not is weighted 0). The correction is the recalled miss for `now`, per step.
     """
 
-    def __init__(self, n_inputs: int, lookback: int, horizon: int, features: int = 2048, value_dim: int = 64,
-                 chunk_size: int = 16):
+    def __init__(self, n_inputs: int, lookback: int, horizon: int, d_context: int, features: int = 2048,
+                 value_dim: int = 64, chunk_size: int = 16):
         super().__init__()
         self.chunk_size = chunk_size
         self.cue = nn.Linear(n_inputs * lookback, features)
         with torch.no_grad():  # z = W u ~ N(0, 1) for a unit shape u; z - 2 > 0 for about 2% of the features
             self.cue.weight.normal_()
             self.cue.bias.fill_(-2.0)
+        # the learnt part of the key: the encoder's output, which its own memory has fed with the stream
+        # beyond the window; it starts at zero, so training decides what of it tells patterns apart
+        self.context = nn.Linear(d_context, features, bias=False)
+        nn.init.zeros_(self.context.weight)
         self.register_buffer("basis", cosine_basis(horizon, min(value_dim, horizon)), persistent=False)
         # θ, η, α (eqs 13-14) as learnt logits. θ_t = (1 − η) σ(·) / chunk: with momentum the steps add up to
         # at most 1 / chunk, stable even when a chunk's keys are all alike; θ starts near half that, where a
@@ -61,20 +69,21 @@ class RecallMemory(nn.Module):
         self.gain = nn.Parameter(torch.ones(horizon))  # how much of the recalled miss each step trusts
         self.register_buffer("initial", torch.zeros(1, features, n_inputs * self.basis.shape[1]), persistent=False)
 
-    def code(self, win: Tensor) -> Tensor:
-        """Sparse unit codes (B, 1, T, features) of windows (B, T, n, L): their shape, not their level."""
+    def code(self, win: Tensor, context: Tensor) -> Tensor:
+        """Sparse unit codes (B, 1, T, features) of windows (B, T, n, L), by their shape, not their level,
+        and of the encoder's output (B, T, d_context) at their last step."""
         u = F.normalize((win - win.mean(-1, keepdim=True)).flatten(2), dim=-1)
-        return F.normalize(F.relu(self.cue(u)), dim=-1)[:, None]
+        return F.normalize(F.relu(self.cue(u) + self.context(context)), dim=-1)[:, None]
 
-    def forward(self, now: Tensor, then: Tensor, missed: Tensor, known: Tensor, state: MemoryState | None = None,
-                memorize: bool = True) -> tuple[Tensor, MemoryState]:
+    def forward(self, now: Tensor, then: Tensor, context_now: Tensor, context_then: Tensor, missed: Tensor,
+                known: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
         B, T, n, H = missed.shape
         st = state if state is not None else fresh_state((self.initial,), B, now.device, now.dtype)
         rate, eta, alpha = torch.sigmoid(self.gates)
         theta = (1 - eta) * rate
         gate = lambda g: g.expand(B, 1, T)  # noqa: E731
-        parts = {"k": self.code(then), "v": (missed @ self.basis).flatten(2)[:, None],
+        parts = {"k": self.code(then, context_then), "v": (missed @ self.basis).flatten(2)[:, None],
                  "theta": (theta / self.chunk_size) * known[:, None].to(now.dtype), "eta": gate(eta),
                  "alpha": gate(alpha)}
-        y, st = stream(self.code(now), parts, st, MemoryState(st), self.chunk_size, memorize)
+        y, st = stream(self.code(now, context_now), parts, st, MemoryState(st), self.chunk_size, memorize)
         return (y[:, 0].unflatten(-1, (n, -1)) @ self.basis.T) * self.gain, st

@@ -315,13 +315,39 @@ def test_recall_memory_streams_restores_and_freezes_exactly(tmp_path):
     assert not all(torch.equal(before[k], a.streams_.memory(None)[k]) for k in weights)
 
 
+def test_a_recall_file_from_before_the_learnt_keys_loads_as_such_a_model(tmp_path):
+    """Files written before the recall keys had a learnt part lack its weight and the kept encoder outputs;
+    they load as that model: the learnt part at zero."""
+    from titans_ts.forecasting.persist import KIND
+    from titans_ts.io import load_bundle, save_bundle
+
+    y = series()
+    f = TitansForecaster(**dict(SMALL, recall=True, max_epochs=1)).fit(y[:300])
+    with torch.no_grad():
+        f.net_.recall.context.weight.zero_()
+    f.save(tmp_path / "now.titans")
+    tensors, meta = load_bundle(tmp_path / "now.titans", KIND)
+    old = {k: v for k, v in tensors.items() if not k.endswith(("recall.context.weight", ".mem.context"))}
+    assert len(old) == len(tensors) - 2
+    save_bundle(tmp_path / "before.titans", old, meta, KIND)
+    a, b = TitansForecaster.load(tmp_path / "now.titans"), TitansForecaster.load(tmp_path / "before.titans")
+    for g in (a, b):
+        g.update(y[300:340])
+    np.testing.assert_array_equal(b.predict(), a.predict())
+
+
 def test_recall_memory_is_causal_and_writes_only_known_pairs():
     torch.manual_seed(0)
     net = TitansForecaster(**dict(SMALL, recall=True))._net(1).double()
+    with torch.no_grad():  # the key's learnt part (zero at the start) in use
+        net.recall.context.weight.normal_()
     L, H = SMALL["lookback"], SMALL["horizon"]
     y = torch.randn(2, 60, 1, dtype=torch.float64)
     ctx = net.initial_context(2, torch.float64)
     point, _, state = net(y, ctx)
+    first, _, mid = net(y[:, :33], ctx)  # in two pieces: the second continues from the kept encoder outputs
+    second, _, _ = net(y[:, 33:], torch.cat([ctx, y[:, :33]], 1)[:, -net.context_length:], mid)
+    torch.testing.assert_close(torch.cat([first, second], 1), point)
     changed = y.clone()
     changed[:, 40] += 1.0
     point2, _, _ = net(changed, ctx)
