@@ -1,4 +1,5 @@
-"""Forecasting benchmarks: ETT (windowed and streaming), the online protocol, and memorisation.
+"""Forecasting benchmarks: ETT (windowed and streaming), the online protocol, recall of the day before
+on real data (`daily-recall`), and memorisation.
 
     python -m titans_ts.forecasting.benchmark --data ETTh1.csv --horizons 96 192 336 720 --json out.json
 
@@ -216,7 +217,7 @@ def daily_recall_test(fitted: Fitted) -> list[dict]:
         rows.append(dict(model=name, protocol="daily-recall", horizon=horizon, train_seconds=0.0,
                          **dict(zip(("mse", "mae"), scores(pred, full[idx])))))
     history = full[: len(full) - len(stream)]
-    for name, lag in ((f"online-ridge-revin, {reach} values", None), (f"online-ridge-revin, {reach} + day back", day)):
+    for name, lag in ((f"online-ridge-revin-{reach}", None), (f"online-ridge-revin-{reach}+day", day)):
         rows.append(dict(model=name, protocol="daily-recall", horizon=horizon,
                          **online_ridge(history, len(s.train), stream, reach, horizon, normalise=True, lag=lag)))
     return rows

@@ -10,8 +10,8 @@ encoder learns what it leaves). Quantile offsets ride on the point forecast.
 
 With `recall`, a `RecallMemory` learns at test time how the forecasts made from windows like the present
 one missed (the window that ended `horizon` steps ago and the encoder's output there as key, what came
-after it less what was forecast there as value) and adds what it recalls to the forecast: a pattern seen once is forecast from memory when
-it returns, and a model that drifts off learns its own errors back.
+after it less what was forecast there as value) and adds what it recalls to the forecast: a pattern seen
+once is forecast from memory when it returns, and a model that drifts off learns its own errors back.
 """
 from __future__ import annotations
 
