@@ -87,6 +87,19 @@ def test_online_selection_reads_test_rows_for_the_chosen_candidate_only(ett_file
     assert ridge["mse"] < naive["mse"]  # the daily cycle is linear in the window; the last value misses it
 
 
+def test_daily_recall_forecasts_half_a_day_from_a_quarter_with_the_day_back_as_peer(ett_file, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["--data", str(ett_file), "--protocols", "daily-recall", "--epochs", "1", "--json", str(out)]) == 0
+    rows = [r for r in json.loads(out.read_text())["results"] if r["protocol"] == "daily-recall"]
+    assert {r["horizon"] for r in rows} == {12}
+    by = {r["model"]: r for r in rows}  # the encoder reaches 2 x 6 - 1 values back
+    assert set(by) == {"titans-mal", "titans-mal-frozen-memory", "naive-last-value", "day-back value",
+                       "online-ridge-revin-11", "online-ridge-revin-11+day"}
+    # the day back at the forecast's hours differs from now by two draws of the noise (0.3, in scaled units
+    # 0.39 and 0.21 for the two channels): 2 σ² on average; misaligned by an hour it would add the cycle's change
+    assert 0.15 < by["day-back value"]["mse"] < 0.25
+
+
 def test_bad_select_exits_2(ett_file, capsys):
     assert main(["--data", str(ett_file), "--protocols", "online", "--select", "period"]) == 2
     assert "KEY=V1,V2" in capsys.readouterr().err
