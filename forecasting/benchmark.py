@@ -138,6 +138,26 @@ def backtest_forecasts(f: TitansForecaster, rows: np.ndarray, memorize: bool) ->
     return np.array(bt["forecast"].to_list()).reshape(-1, rows.shape[1], f.horizon).transpose(0, 2, 1)
 
 
+def scored(model: str, protocol: str, pred: np.ndarray, true: np.ndarray, **extra) -> dict:
+    """A result row of forecasts (N, H, C) against `true`."""
+    return {**dict(model=model, protocol=protocol, horizon=true.shape[1], train_seconds=0.0,
+                   **dict(zip(("mse", "mae"), scores(pred, true)))), **extra}
+
+
+def last_value(x: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """The naive forecast: each window's last value (x (N, L, C)), held over the horizon of `true`."""
+    return np.broadcast_to(x[:, -1:], true.shape)
+
+
+def memory_rows(fitted: Fitted, stream: np.ndarray, true: np.ndarray, protocol: str) -> list[dict]:
+    """The fitted model forecasting at every origin of `stream` (a continuation of what it has streamed),
+    its memories learning and frozen since `fit`, scored against `true`."""
+    f = fitted.model
+    return [scored(f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol,
+                   backtest_forecasts(f, stream, memorize), true, train_seconds=fitted.seconds, val_mse=fitted.val)
+            for memorize in (True, False)]
+
+
 def online_fit(path: str, horizon: int, lookback: int, params: dict, splits: str = "online") -> Fitted:
     """Train on the online protocol's warm-up rows (early stopping on their tail), then score the leak-free
     online protocol on the validation rows: forecast, score, stream the one new row. That MSE is the
@@ -160,14 +180,7 @@ def online_test(fitted: Fitted) -> list[dict]:
     f, s, lookback, horizon = fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon
     stream = s.test[lookback:]  # rows of the online phase; the model has streamed everything before them
     xt, yt = windows(s.test, lookback, horizon)
-    rows = []
-    for memorize in (True, False):
-        rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="online",
-                         horizon=horizon, train_seconds=fitted.seconds, val_mse=fitted.val,
-                         **dict(zip(("mse", "mae"), scores(backtest_forecasts(f, stream, memorize), yt)))))
-    last = xt[:, -1:]  # the last value of each window, held
-    rows.append(dict(model="naive-last-value", protocol="online", horizon=horizon, train_seconds=0.0,
-                     **dict(zip(("mse", "mae"), scores(np.broadcast_to(last, yt.shape), yt)))))
+    rows = memory_rows(fitted, stream, yt, "online") + [scored("naive-last-value", "online", last_value(xt, yt), yt)]
     history = np.concatenate([s.train, s.val[lookback:]])
     rows.append(dict(model="online-ridge", protocol="online", horizon=horizon,
                      **online_ridge(history, len(s.train), stream, lookback, horizon)))
@@ -184,13 +197,12 @@ def steps_per_day(path: str) -> int:
     return int(np.timedelta64(1, "D") // (dates[1] - dates[0]))
 
 
-def daily_recall_fit(path: str, params: dict) -> Fitted:
-    """The online protocol on the standard protocol's rows, a horizon of half a day, a window of a quarter
-    day and no cycle taken off. The encoder reaches 2 × lookback − 1 values back (a window of tokens that
-    each hold up to `lookback` values), so the same hours of the day before, which say most about the next
-    half day, lie beyond its reach: only a memory that learns the series as it streams can bring them back
-    (a cycle taken off by the calendar would hand the model yesterday's average shape instead)."""
-    day = steps_per_day(path)
+def daily_recall_fit(path: str, day: int, params: dict) -> Fitted:
+    """The online protocol on the standard protocol's rows, a horizon of half a day (`day` rows), a window of
+    a quarter day and no cycle taken off. The encoder reaches 2 × lookback − 1 values back (a window of tokens
+    that each hold up to `lookback` values), so the same hours of the day before, which say most about the
+    next half day, lie beyond its reach: only a memory that learns the series as it streams can bring them
+    back (a cycle taken off by the calendar would hand the model yesterday's average shape instead)."""
     fitted = online_fit(path, day // 2, day // 4, dict(params, period=None), splits="standard")
     fitted.data["day"] = day
     return fitted
@@ -204,19 +216,13 @@ def daily_recall_test(fitted: Fitted) -> list[dict]:
     f, s, horizon, day = fitted.model, fitted.data["splits"], fitted.model.horizon, fitted.data["day"]
     lookback, reach = f.lookback, f.lookback + f.net_.patch - 1
     stream = s.test[lookback:]
-    full = np.concatenate([s.train, s.val[lookback:], stream])
-    origins = len(full) - len(stream) + np.arange(len(stream) - horizon + 1)
-    idx = origins[:, None] + np.arange(horizon)
-    rows = []
-    for memorize in (True, False):
-        rows.append(dict(model=f"titans-{f.variant}" + ("" if memorize else "-frozen-memory"), protocol="daily-recall",
-                         horizon=horizon, train_seconds=fitted.seconds, val_mse=fitted.val,
-                         **dict(zip(("mse", "mae"), scores(backtest_forecasts(f, stream, memorize), full[idx])))))
-    for name, pred in (("naive-last-value", np.repeat(full[origins - 1][:, None], horizon, 1)),
-                       ("day-back value", full[idx - day])):
-        rows.append(dict(model=name, protocol="daily-recall", horizon=horizon, train_seconds=0.0,
-                         **dict(zip(("mse", "mae"), scores(pred, full[idx])))))
-    history = full[: len(full) - len(stream)]
+    xt, yt = windows(s.test, lookback, horizon)
+    history = np.concatenate([s.train, s.val[lookback:]])
+    full = np.concatenate([history, stream])
+    day_back = full[len(history) - day + np.arange(len(yt))[:, None] + np.arange(horizon)]
+    rows = memory_rows(fitted, stream, yt, "daily-recall")
+    rows += [scored("naive-last-value", "daily-recall", last_value(xt, yt), yt),
+             scored("day-back value", "daily-recall", day_back, yt)]
     for name, lag in ((f"online-ridge-revin-{reach}", None), (f"online-ridge-revin-{reach}+day", day)):
         rows.append(dict(model=name, protocol="daily-recall", horizon=horizon,
                          **online_ridge(history, len(s.train), stream, reach, horizon, normalise=True, lag=lag)))
@@ -502,8 +508,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="ETT-format CSV (date column, then channels)")
     p.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
-    p.add_argument("--protocols", nargs="+", default=["standard"], choices=["standard", "online", "daily-recall", "memorization", "latency", "anomaly",
-                                                       "long-stream"])
+    p.add_argument("--protocols", nargs="+", default=["standard"],
+                   choices=["standard", "online", "daily-recall", "memorization", "latency", "anomaly", "long-stream"])
     p.add_argument("--online-horizons", type=int, nargs="+", default=[1, 24, 48])
     p.add_argument("--lookback", type=int, default=96)
     p.add_argument("--variant", default="mal")
@@ -554,12 +560,15 @@ def main(argv: list[str] | None = None) -> int:
         return rows + [dict(r, settings=label({k: v for k, v in settings.items() if k in candidates[0]}))
                        for r in test(fitted)]
 
+    def daily_recall() -> list[dict]:
+        day = steps_per_day(args.data)
+        return chosen("daily-recall", day // 2, lambda c: daily_recall_fit(args.data, day, c), daily_recall_test)
+
     runs = {"standard": [lambda h=h: chosen("standard", h, lambda c: standard_fit(args.data, h, args.lookback, c),
                                             standard_test) for h in args.horizons],
             "online": [lambda h=h: chosen("online", h, lambda c: online_fit(args.data, h, 60, c), online_test)
                        for h in args.online_horizons],
-            "daily-recall": [lambda: chosen("daily-recall", steps_per_day(args.data) // 2, lambda c: daily_recall_fit(args.data, c),
-                                            daily_recall_test)],
+            "daily-recall": [daily_recall],
             "memorization": [lambda: chosen("memorization", 24, lambda c: memorization_fit(24, dict(c, window=32),
                                                                                             args.seed),
                                             memorization_test)],

@@ -45,9 +45,8 @@ class TitansForecaster(BaseEstimator):
     Parameters follow `titans_ts.TitansConfig` for the encoder (`variant`, `d_model`, `n_layers`, `heads`,
     `window`, `chunk_size`, `memory_depth`), plus: `lookback` (values the attention window and the linear
     branch see), `patch` (the latest values in a token: at most this many, the whole window when it is
-    shorter), `channel_mixing` (one token for all channels instead of one
-    stream per channel), training (`max_epochs`, `batch_size`, `lr`, `patience`, `val_fraction`,
-    `segment_length`), input layout (`time_col`, `id_col` for long panels) and `random_state`.
+    shorter), `channel_mixing` (one token for all channels instead of one stream per channel), training
+    (`max_epochs`, `batch_size`, `lr`, `patience`, `val_fraction`, `segment_length`), input layout (`time_col`, `id_col` for long panels) and `random_state`.
 
     `carry_memory=True` trains as the model will run: each series (channel) is read from its start in
     consecutive segments with the memory state carried across batches (truncated backpropagation through

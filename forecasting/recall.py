@@ -16,7 +16,8 @@ window (the hour of the day, the phase of a slow pattern), so that the same shap
 the stream can be told apart. Two keys share features only when they look alike, so a linear memory over
 a few thousand features tells hundreds of patterns apart. Values are how far the forecast made from that
 window missed, in the first `value_dim` cosines of the horizon (orthonormal DCT-II: lossless up to that
-length, the smooth part beyond). The memory starts empty (M_0 = 0), so it adds nothing until it has seen something.
+length, the smooth part beyond). The memory starts empty (M_0 = 0), so it adds nothing until it has seen
+something.
 """
 from __future__ import annotations
 
@@ -40,13 +41,13 @@ def cosine_basis(length: int, size: int) -> Tensor:
 
 
 class RecallMemory(nn.Module):
-    """`(now, then, missed, known, state, memorize) -> (correction, state)` over (B, T, n, ·) tensors.
+    """`(now, then, context_now, context_then, missed, known, state, memorize) -> (correction, state)`.
 
-    `now` and `then` are the windows (in values; their level is removed here) ending at each step and
-    `horizon` steps before it, `context_now` and `context_then` the encoder's outputs (B, T, d_context) at
-    their last steps, `missed` (B, T, n, horizon) what followed `then` less the forecast
-    made from it, and `known` (B, T) whether that pair had fully arrived (a write at a step
-    where it had not is weighted 0). The correction is the recalled miss for `now`, per step.
+    `now` and `then` are the windows (B, T, n, L; in values, their level is removed here) ending at each
+    step and `horizon` steps before it, `context_now` and `context_then` the encoder's outputs (B, T,
+    d_context) at their last steps, `missed` (B, T, n, horizon) what followed `then` less the forecast made
+    from it, and `known` (B, T) whether that pair had fully arrived (a write at a step where it had not is
+    weighted 0). The correction is the recalled miss for `now`, per step.
     """
 
     def __init__(self, n_inputs: int, lookback: int, horizon: int, d_context: int, features: int = 2048,

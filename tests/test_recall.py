@@ -11,7 +11,7 @@ def memory(**kw) -> RecallMemory:
     return RecallMemory(1, L, H, D, **dict(dict(features=512, chunk_size=4), **kw)).double()
 
 
-def none(*shape: int) -> torch.Tensor:
+def encoder_outputs(*shape: int) -> torch.Tensor:
     """Encoder outputs that the zero-initialised learnt part of the key maps to nothing."""
     return torch.randn(*shape, D, dtype=torch.float64)
 
@@ -27,7 +27,7 @@ def test_cosine_basis_is_orthonormal_and_lossless_at_full_size():
 
 def test_codes_are_sparse_unit_and_blind_to_level_and_scale():
     m = memory()
-    win, h = torch.randn(2, 9, 1, L, dtype=torch.float64), none(2, 9)
+    win, h = torch.randn(2, 9, 1, L, dtype=torch.float64), encoder_outputs(2, 9)
     code = m.code(win, h)
     assert code.shape == (2, 1, 9, 512)
     torch.testing.assert_close(code.norm(dim=-1), torch.ones(2, 1, 9, dtype=torch.float64))
@@ -41,7 +41,7 @@ def test_codes_are_sparse_unit_and_blind_to_level_and_scale():
 def test_the_encoder_output_tells_the_same_window_apart_once_learnt():
     m = memory()
     win = torch.randn(1, 9, 1, L, dtype=torch.float64).expand(2, -1, -1, -1)  # one window in two contexts
-    h = none(2, 9)
+    h = encoder_outputs(2, 9)
     same = m.code(win, h)
     torch.testing.assert_close(same[0], same[1])  # at the start the key is the window's alone
     with torch.no_grad():
@@ -55,7 +55,7 @@ def test_a_written_pair_is_recalled_and_an_unwritten_one_is_not():
     pattern = torch.randn(1, 1, 1, L, dtype=torch.float64)
     value = torch.randn(1, 1, 1, H, dtype=torch.float64)
     known = torch.ones(1, 1, dtype=torch.float64).bool()
-    h = none(1, 1)
+    h = encoder_outputs(1, 1)
     _, state = m(pattern, pattern, h, h, value, known)
     recalled, _ = m(pattern + 0.01 * torch.randn_like(pattern), pattern, h, h, value, known.logical_not(), state)
     unrelated, _ = m(torch.randn_like(pattern), pattern, h, h, value, known.logical_not(), state)
@@ -74,7 +74,7 @@ def test_pairs_not_yet_known_write_nothing():
     m = memory()
     now, then = torch.randn(2, 2, 11, 1, L, dtype=torch.float64)
     missed = torch.randn(2, 11, 1, H, dtype=torch.float64)
-    out, state = m(now, then, none(2, 11), none(2, 11), missed, torch.zeros(2, 11, dtype=torch.bool))
+    out, state = m(now, then, encoder_outputs(2, 11), encoder_outputs(2, 11), missed, torch.zeros(2, 11, dtype=torch.bool))
     assert torch.equal(out, torch.zeros_like(out))
     assert not state["w.0"].any() and not state["s.0"].any()
 
@@ -84,7 +84,7 @@ def test_streaming_in_pieces_equals_one_call():
     with torch.no_grad():
         m.context.weight.normal_()
     now, then = torch.randn(2, 2, 23, 1, L, dtype=torch.float64)
-    h_now, h_then = none(2, 23), none(2, 23)
+    h_now, h_then = encoder_outputs(2, 23), encoder_outputs(2, 23)
     missed = torch.randn(2, 23, 1, H, dtype=torch.float64)
     known = torch.rand(2, 23) > 0.3
     whole, state = m(now, then, h_now, h_then, missed, known)
