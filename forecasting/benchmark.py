@@ -56,7 +56,7 @@ def scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
 def ridge_cycle(s, lookback: int, horizon: int, period: int) -> tuple[np.ndarray, np.ndarray]:
     """The linear analogue of the forecaster with a `period`: ridge on windows with the training rows' cycle
     (the forecaster's `Scaler`) and each window's own mean taken off. Test forecasts and targets (N, H, C)."""
-    cycle = Scaler.fit([s.train], period).season  # the splits are standardised already: only the cycle goes
+    cycle = Scaler.fit([s.train], period)[0].season  # the splits are standardised already: only the cycle goes
     start = s.borders.train[0]
     parts = [windows(a - cycle(b - start, len(a)), lookback, horizon)
              for a, b in ((s.train, s.borders.train[0]), (s.val, s.borders.val[0]), (s.test, s.borders.test[0]))]
@@ -263,7 +263,7 @@ def online_ridge(history: np.ndarray, n_train: int, stream: np.ndarray, lookback
         raise ValueError(f"online_ridge: lag {lag} is shorter than the horizon {horizon}: its values are not yet known")
     t0 = time.perf_counter()
     full = np.concatenate([history, stream])
-    season = Scaler.fit([history[:n_train]], period).season
+    season = Scaler.fit([history[:n_train]], period)[0].season
     z = full - season(0, len(full))
     first = max(lookback, lag or 0)
     pairs = lambda lo, hi: lagged(z, np.arange(max(lo, first), hi - horizon + 1), lookback, horizon, normalise,  # noqa: E731

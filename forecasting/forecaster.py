@@ -163,7 +163,7 @@ class TitansForecaster(BaseEstimator):
         rows = [v[: cut[k]] for k, v in panel.values.items()]
         period = detect_period(rows) if self.period == "auto" else self.period
         scaler = Scaler.fit(rows, period)
-        scaled = [scaler.scale(v) for v in panel.values.values()]
+        scaled = [scaler[i].scale(v) for i, v in enumerate(panel.values.values())]
         net = self._net(len(panel.columns))
         length = self.segment_length or 2 * self.lookback
         train_cut = [c if (len(v) - c) > self.horizon else len(v) for c, v in zip(cut.values(), scaled)]
@@ -198,23 +198,23 @@ class TitansForecaster(BaseEstimator):
                           patience=self.patience, seed=self.random_state, progress=self.progress, callbacks=callbacks,
                           **device_args(self), **sampling)
         self.best_loss_, self.history_ = result.best_loss, result.history
-        self.net_, self.scaler_, self.period_ = net, scaler, period
+        self.net_, self.period_ = net, period
         self.columns_, self.n_features_in_ = panel.columns, len(panel.columns)
         self.like_ = Panel({}, {}, panel.columns, panel.kind, panel.time_col, panel.id_col, panel.meta)
-        self.offsets_ = self._calibrate(scaled, train_cut) if has_val else np.zeros((len(QUANTILES), self.horizon))
-        fresh = Streams.fresh(list(panel.values), net, self.n_features_in_)
+        self.offsets_ = self._calibrate(scaled, train_cut, scaler) if has_val else np.zeros((len(QUANTILES), self.horizon))
+        fresh = Streams.fresh(list(panel.values), net, self.n_features_in_, scaler)
         self.streams_ = self._clock(advance(net, fresh, dict(enumerate(scaled)), self.channel_mixing, True)[0],
                                     dict(enumerate(panel.times.values())))
         return self
 
-    def _calibrate(self, scaled: list[torch.Tensor], cuts: list[int]) -> np.ndarray:
+    def _calibrate(self, scaled: list[torch.Tensor], cuts: list[int], scaler: Scaler) -> np.ndarray:
         """Split-conformal offsets per quantile level and step from the forecasts of held-out steps."""
         res = []
-        for v, c in zip(scaled, cuts):
+        for i, (v, c) in enumerate(zip(scaled, cuts)):
             keep = list(range(c - 1, len(v) - self.horizon))
             if not keep:
                 continue
-            fresh = Streams.fresh([None], self.net_, self.n_features_in_)
+            fresh = Streams.fresh([None], self.net_, self.n_features_in_, scaler[[i]])
             quant = advance(self.net_, fresh, {0: v}, self.channel_mixing, True, lambda T: keep)[1][0]["quant"]
             target = v[torch.tensor(keep)[:, None] + torch.arange(1, self.horizon + 1)]  # (K, H, C)
             res.append((target.transpose(1, 2)[..., None] - quant).permute(3, 2, 0, 1).flatten(2))  # (Q, H, K·C)
@@ -253,7 +253,8 @@ class TitansForecaster(BaseEstimator):
         it went on from, the new streams (not yet the forecaster's) and the outputs of `advance` per row."""
         self._check_fitted()
         panel = self._continuation(y, what)
-        base = Streams.fresh(self.streams_.keys, self.net_, self.n_features_in_) if restart else self.streams_
+        s = self.streams_
+        base = Streams.fresh(s.keys, self.net_, self.n_features_in_, s.scaler) if restart else s
         values, times = {}, {}
         for key, v in panel.values.items():
             r, t = base.rows[key], panel.times[key]
@@ -262,7 +263,7 @@ class TitansForecaster(BaseEstimator):
                 if t[0] != expected:
                     raise ValueError(f"{what} does not continue the fitted series{'' if key is None else f' {key!r}'}: "
                                      f"expected first time stamp {expected}, got {t[0]}")
-            values[r], times[r] = self.scaler_.scale(v, base.seen[r]), t
+            values[r], times[r] = base.scaler[r].scale(v, base.seen[r]), t
         streams, outs = advance(self.net_, base, values, self.channel_mixing, memorize, surprise=surprise)
         return panel, base, self._clock(streams, times), outs
 
@@ -292,7 +293,7 @@ class TitansForecaster(BaseEstimator):
         """The next `horizon` values after the last streamed observation, as the kind of object fitted."""
         self._check_fitted()
         s = self.streams_
-        return self._emit(self.scaler_.unscale(s.point.transpose(1, 2).double().numpy(), s.seen))
+        return self._emit(s.scaler.unscale(s.point.transpose(1, 2).double().numpy(), s.seen))
 
     def _quantiles(self, q: float) -> np.ndarray:
         """The calibrated q-quantile forecasts (S, H, C) of every series."""
@@ -303,7 +304,7 @@ class TitansForecaster(BaseEstimator):
         qs = s.quant.double().numpy() + self.offsets_.T[None]  # (S, C, H, Q)
         qs = np.sort(qs, axis=-1)  # monotone in the level
         val = (1 - w) * qs[..., j] + w * qs[..., j + 1]
-        return self.scaler_.unscale(val.transpose(0, 2, 1), s.seen)
+        return s.scaler.unscale(val.transpose(0, 2, 1), s.seen)
 
     @staticmethod
     def _check_levels(levels: Sequence[float]) -> list[float]:
@@ -375,7 +376,8 @@ class TitansForecaster(BaseEstimator):
         for key, v in panel.values.items():
             if not origins_of(len(v)):
                 raise ValueError(f"y has {len(v)} rows: no origin from {start} leaves a whole horizon of {self.horizon}")
-            values[s.rows[key]] = self.scaler_.scale(v, s.seen[s.rows[key]])
+            r = s.rows[key]
+            values[r] = s.scaler[r].scale(v, s.seen[r])
         # the forecast at origin o is the one made after the step o − 1 (o = 0: the fitted state's)
         outs = advance(self.net_, s, values, self.channel_mixing, memorize,
                        keep=lambda T: [o - 1 for o in origins_of(T) if o > 0])[1]
@@ -386,7 +388,7 @@ class TitansForecaster(BaseEstimator):
             point = outs[r]["point"].double().numpy()
             if origins[0] == 0:
                 point = np.concatenate([s.point[r].double().numpy()[None], point])
-            forecast = self.scaler_.unscale(point.transpose(0, 2, 1), s.seen[r] + origins)  # (K, H, C)
+            forecast = s.scaler[r].unscale(point.transpose(0, 2, 1), s.seen[r] + origins)  # (K, H, C)
             actual = np.stack([v[o: o + H] for o in origins])
             cols["series"] += [key] * (len(origins) * C)
             cols["origin"].append(np.repeat(origins, C))
@@ -425,7 +427,7 @@ class TitansForecaster(BaseEstimator):
             r = base.rows[key]
             out, seen = outs[r], base.seen[r]
             before = torch.cat([base.point[r][:, 0][None], out["next"][:-1]]).double().numpy()[:, None]  # (T, 1, C)
-            before = self.scaler_.unscale(before, seen + np.arange(len(v)))[:, 0]
+            before = base.scaler[r].unscale(before, seen + np.arange(len(v)))[:, 0]
             cols = {} if key is None else {self.like_.id_col: np.full(len(v), key, dtype=object)}
             if panel.times[key] is not None:
                 cols[self.like_.time_col] = panel.times[key]
@@ -444,19 +446,26 @@ class TitansForecaster(BaseEstimator):
         return pl.DataFrame(frame).fill_nan(None)
 
     @torch.no_grad()
-    def forecast_windows(self, windows: np.ndarray, first=None) -> np.ndarray:
+    def forecast_windows(self, windows: np.ndarray, first=None, series=None) -> np.ndarray:
         """Forecasts (N, horizon, C) from N independent windows (N, T, C) read from a fresh memory.
 
         The windowed protocol of published benchmarks: each window alone, nothing streamed before it.
-        With a `period`, `first` (N,) gives each window's first row as a position in the fitted series'
-        time line (row 0 = its first fitted row), so that the cycle's phase is known.
+        The windows are read in the scale of the fitted series `series` (its id; needed when the model
+        was fitted on several). With a `period`, `first` (N,) gives each window's first row as a position
+        in that series' time line (row 0 = its first fitted row), so that the cycle's phase is known.
         """
         self._check_fitted()
+        s = self.streams_
+        if series is None and len(s.keys) > 1:
+            raise ValueError("forecast_windows needs `series`, the fitted series whose scale the windows are in")
+        if series is not None and series not in s.rows:
+            raise ValueError(f"series {series!r} is not a fitted series")
+        scaler = s.scaler[s.rows[series] if series is not None else 0]
         windows = np.asarray(windows, dtype=np.float64)
         if windows.ndim != 3 or windows.shape[2] != self.n_features_in_:
             raise ValueError(f"windows must have shape (N, T, {self.n_features_in_}), got {windows.shape}")
         if first is None:
-            if self.scaler_.cycle is not None:
+            if scaler.cycle is not None:
                 raise ValueError("forecast_windows needs `first` (each window's first row position) when period is set")
             first = np.zeros(len(windows), dtype=np.int64)
         first = np.asarray(first)
@@ -470,22 +479,22 @@ class TitansForecaster(BaseEstimator):
         size = max(1, min(256, (1 << 24) // per_window))
         out = []
         for a in range(0, len(windows), size):
-            w = self.scaler_.scale(windows[a: a + size], first[a: a + size])
+            w = scaler.scale(windows[a: a + size], first[a: a + size])
             N, C = w.shape[0], w.shape[2]
             x = w if self.channel_mixing else w.permute(0, 2, 1).reshape(N * C, T, 1)
             x = x.to(next(self.net_.parameters()).device)
             ctx = self.net_.initial_context(x.shape[0], torch.float32).to(x.device)
             p = self.net_(x, ctx, at=at)[0][:, -1].cpu()  # (B, n, H)
             p = p if self.channel_mixing else p.reshape(N, C, self.horizon)
-            out.append(self.scaler_.unscale(p.transpose(1, 2).double().numpy(), first[a: a + size] + T))
+            out.append(scaler.unscale(p.transpose(1, 2).double().numpy(), first[a: a + size] + T))
         return np.concatenate(out)
 
     # -- persistence ----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Weights, configuration, scaler, calibration and every stream's memory state, in safetensors."""
         self._check_fitted()
-        persist.save(path, persist.Saved(self.get_params(), self.like_, self.net_.state_dict(), self.scaler_,
-                                         self.offsets_, self.streams_))
+        persist.save(path, persist.Saved(self.get_params(), self.like_, self.net_.state_dict(), self.offsets_,
+                                         self.streams_))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TitansForecaster:
@@ -496,6 +505,7 @@ class TitansForecaster(BaseEstimator):
         self.net_ = self._net(self.n_features_in_)
         self.net_.load_state_dict(saved.net)
         self.net_.eval()
-        self.scaler_, self.offsets_, self.streams_ = saved.scaler, saved.offsets, saved.streams
-        self.period_ = None if saved.scaler.cycle is None else len(saved.scaler.cycle)
+        self.offsets_, self.streams_ = saved.offsets, saved.streams
+        cycle = saved.streams.scaler.cycle
+        self.period_ = None if cycle is None else cycle.shape[-2]
         return self

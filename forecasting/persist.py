@@ -26,7 +26,6 @@ class Saved:
     params: dict
     like: Panel
     net: dict[str, torch.Tensor]
-    scaler: Scaler
     offsets: np.ndarray
     streams: Streams
 
@@ -34,11 +33,10 @@ class Saved:
 def save(path: str | os.PathLike, saved: Saved) -> None:
     """Write `saved` to `path` (atomically)."""
     tensors = {f"net.{k}": v for k, v in saved.net.items()}
-    tensors.update(mean=torch.tensor(saved.scaler.mean), std=torch.tensor(saved.scaler.std),
-                   offsets=torch.tensor(saved.offsets))
-    if saved.scaler.cycle is not None:
-        tensors["cycle"] = torch.tensor(saved.scaler.cycle)
     s, streams = saved.streams, []
+    tensors.update(mean=torch.tensor(s.scaler.mean), std=torch.tensor(s.scaler.std), offsets=torch.tensor(saved.offsets))
+    if s.scaler.cycle is not None:
+        tensors["cycle"] = torch.tensor(s.scaler.cycle)
     for i, key in enumerate(s.keys):
         tensors.update({f"stream.{i}.mem.{k}": v for k, v in s.memory(key).items()})
         tensors.update({f"stream.{i}.{name}": getattr(s, name)[i].clone() for name in ("context", "point", "quant")})
@@ -51,12 +49,11 @@ def save(path: str | os.PathLike, saved: Saved) -> None:
 
 
 def load(path: str | os.PathLike) -> Saved:
-    """Read a file written by `save` (or by earlier versions of it: the format is unchanged)."""
+    """Read a file written by `save`. A file written before each series had its own statistics holds one
+    set for all of them (`mean` (C,)): every series reads it."""
     tensors, meta = load_bundle(path, kind=KIND)
     like = meta["like"]
     panel = Panel({}, {}, like["columns"], like["kind"], like["time_col"], like["id_col"], like["meta"])
-    cycle = tensors.get("cycle")
-    scaler = Scaler(tensors["mean"].numpy(), tensors["std"].numpy(), None if cycle is None else cycle.numpy())
     memories, keys = [], []
     for i, s in enumerate(meta["streams"]):
         p = f"stream.{i}.mem."
@@ -69,10 +66,18 @@ def load(path: str | os.PathLike) -> Saved:
     if "recall.cue.weight" in net and "recall.context.weight" not in net:
         _before_learnt_keys(net, memories, meta["params"]["d_model"])
     context = stack("context")
-    streams = Streams.join(keys, context.shape[1], memories, context=context, point=stack("point"),
-                           quant=stack("quant"), seen=np.array([s["seen"] for s in meta["streams"]], dtype=np.int64),
+    streams = Streams.join(keys, context.shape[1], memories, scaler=_scaler(tensors, len(keys)), context=context,
+                           point=stack("point"), quant=stack("quant"), seen=np.array([s["seen"] for s in meta["streams"]], dtype=np.int64),
                            last_time=ns("last_time", "datetime"), step=ns("step", "timedelta"))
-    return Saved(meta["params"], panel, net, scaler, tensors["offsets"].numpy(), streams)
+    return Saved(meta["params"], panel, net, tensors["offsets"].numpy(), streams)
+
+
+def _scaler(tensors: dict[str, torch.Tensor], n_series: int) -> Scaler:
+    """The streams' statistics, one row per series (a file with one set for all: that set in every row)."""
+    per_series = lambda name, dims: np.broadcast_to(  # noqa: E731
+        tensors[name].numpy(), (n_series, *tensors[name].shape[-dims:])).copy()
+    cycle = per_series("cycle", 2) if "cycle" in tensors else None
+    return Scaler(per_series("mean", 1), per_series("std", 1), cycle)
 
 
 def _before_learnt_keys(net: dict[str, torch.Tensor], memories: list[MemoryState], d_model: int) -> None:

@@ -20,6 +20,7 @@ from torch import Tensor
 from titans_ts import MemoryState
 
 from .model import ForecastNet
+from .scaling import Scaler
 
 PIECE = 2048  # steps per no-grad network call: bounds memory on long series
 
@@ -41,14 +42,15 @@ class MemoryGroup:
 
 @dataclass
 class Streams:
-    """Every series' stream: its memory (in `groups`), the values before its next step (`context`,
-    (S, lanes, context_length, n)), the forecast made at its last row (`point` (S, C, H), `quant`
-    (S, C, H, Q); NaN before any row), rows streamed (`seen`), last time stamp and sampling step (NaT
-    without time stamps)."""
+    """Every series' stream: its memory (in `groups`), the statistics its values are read in (`scaler`,
+    one row per series), the values before its next step (`context`, (S, lanes, context_length, n)), the
+    forecast made at its last row (`point` (S, C, H), `quant` (S, C, H, Q), in scaled units; NaN before
+    any row), rows streamed (`seen`), last time stamp and sampling step (NaT without time stamps)."""
 
     keys: list
     lanes: int
     groups: list[MemoryGroup]
+    scaler: Scaler
     context: Tensor
     point: Tensor
     quant: Tensor
@@ -60,12 +62,12 @@ class Streams:
         self.rows = {key: i for i, key in enumerate(self.keys)}  # series key -> row
 
     @classmethod
-    def fresh(cls, keys: list, net: ForecastNet, n_channels: int) -> Streams:
-        """Streams of `keys` before their first row."""
+    def fresh(cls, keys: list, net: ForecastNet, n_channels: int, scaler: Scaler) -> Streams:
+        """Streams of `keys` (read in `scaler`'s rows, one per key) before their first row."""
         S, lanes = len(keys), n_channels // net.n
         ctx = net.initial_context(S * lanes, torch.float32)
         nan = torch.full((S, n_channels, net.horizon), float("nan"))
-        return cls(list(keys), lanes, [MemoryGroup(np.arange(S), np.arange(S), None)], ctx.unflatten(0, (S, lanes)), nan,
+        return cls(list(keys), lanes, [MemoryGroup(np.arange(S), np.arange(S), None)], scaler, ctx.unflatten(0, (S, lanes)), nan,
                    nan[..., None].expand(-1, -1, -1, net.quantiles.numel()).clone(), np.zeros(S, dtype=np.int64),
                    np.full(S, np.datetime64("NaT"), dtype="datetime64[ns]"),
                    np.full(S, np.timedelta64("NaT"), dtype="timedelta64[ns]"))
@@ -79,7 +81,8 @@ class Streams:
     def subset(self, keys: list) -> Streams:
         """The streams of `keys` alone, in that order (the memories copied out of their groups)."""
         rows = [self.rows[k] for k in keys]
-        return Streams.join(keys, self.lanes, [self.memory(k) for k in keys], context=self.context[rows],
+        return Streams.join(keys, self.lanes, [self.memory(k) for k in keys], scaler=self.scaler[rows],
+                            context=self.context[rows],
                             point=self.point[rows], quant=self.quant[rows], seen=self.seen[rows],
                             last_time=self.last_time[rows], step=self.step[rows])
 

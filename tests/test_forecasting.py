@@ -384,7 +384,7 @@ def daily(n=600, channels=2, seed=0, noise=0.1):
 def test_scaler_takes_the_cycle_off_and_puts_it_back():
     from titans_ts.forecasting.scaling import Scaler
     y = daily(noise=0.0)
-    sc = Scaler.fit([y[:480], y[:240]], period=24)  # two series, both starting at phase 0
+    sc = Scaler.fit([y[:480], y[:240]], period=24)[0]  # two series, both starting at phase 0
     np.testing.assert_allclose(sc.cycle.mean(0), 0, atol=1e-12)
     np.testing.assert_allclose(sc.scale(y[100:150], first=100).numpy(), 0, atol=1e-5)  # nothing but the cycle
     windows = np.stack([y[o: o + 30] for o in (3, 50, 77)])
@@ -392,6 +392,25 @@ def test_scaler_takes_the_cycle_off_and_puts_it_back():
     np.testing.assert_allclose(sc.unscale(z, first=np.array([3, 50, 77])), windows, atol=1e-5)
     np.testing.assert_allclose(sc.unscale(z, first=np.array([27, 74, 101])), windows, atol=1e-5)  # a period on
     assert Scaler.fit([y], None).cycle is None
+
+
+def test_every_series_has_its_own_scale_and_cycle():
+    from titans_ts.forecasting.scaling import Scaler
+    y = daily(noise=0.0)
+    big = 5e4 + 3e3 * daily(noise=0.0, seed=1)  # another profile, on another scale
+    both = Scaler.fit([y[:240], big[:480]], period=24)
+    for i, v in enumerate((y, big)):  # each series alone is read as it would be in a panel of its own
+        own = Scaler.fit([v[:240 * (i + 1)]], period=24)[0]
+        np.testing.assert_allclose(both[i].scale(v[100:150], first=100), own.scale(v[100:150], first=100), atol=1e-6)
+        np.testing.assert_allclose(both[i].scale(v[100:150], first=100).numpy(), 0, atol=1e-5)  # the cycle alone
+    # stacked: the leading axis is the series, each read with its own statistics and from its own position
+    z = np.random.default_rng(0).standard_normal((2, 5, 2))
+    first = np.array([7, 30])
+    stacked = both.unscale(z, first)
+    for i in range(2):
+        np.testing.assert_allclose(stacked[i], both[i].unscale(z[i], first[i]))
+        np.testing.assert_allclose(both.scale(stacked, first)[i], both[i].scale(stacked[i], first[i]))
+    assert len(both[[1]].mean) == 1 and both[[1]].cycle.shape == (1, 24, 2)
     with pytest.raises(ValueError, match="period 24 is longer than a training series"):
         Scaler.fit([y[:20]], 24)
 
@@ -418,7 +437,7 @@ def test_period_streams_backtests_and_saves_consistently(fitted_daily, tmp_path)
     np.testing.assert_allclose(row["forecast"][0].to_numpy(), a.predict()[:, 0], atol=1e-5)
     a.save(tmp_path / "d.titans")
     g = TitansForecaster.load(tmp_path / "d.titans")
-    np.testing.assert_array_equal(g.scaler_.cycle, a.scaler_.cycle)
+    np.testing.assert_array_equal(g.streams_.scaler.cycle, a.streams_.scaler.cycle)
     np.testing.assert_array_equal(g.predict(), a.predict())
     qs = g.predict_quantiles([0.1, 0.9])
     assert (qs[0] < a.predict()).all() and (a.predict() < qs[1]).all()
@@ -475,7 +494,7 @@ def test_linear_branch_stays_at_the_ridge_fit_unless_trained():
     y = series()
     f = TitansForecaster(**dict(SMALL, linear="ridge")).fit(y)
     start = TitansForecaster(**SMALL)._net(1)
-    linear_start(start, [f.scaler_.scale(y)], [len(y) - int(len(y) * 0.2)])  # the default val_fraction
+    linear_start(start, [f.streams_.scaler[0].scale(y)], [len(y) - int(len(y) * 0.2)])  # the default val_fraction
     torch.testing.assert_close(f.net_.linear.weight, start.linear.weight)
     g = TitansForecaster(**SMALL).fit(y)  # linear="trained"
     assert not torch.allclose(g.net_.linear.weight, start.linear.weight)
