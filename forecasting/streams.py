@@ -22,7 +22,9 @@ from titans_ts import MemoryState
 from .model import ForecastNet
 from .scaling import Scaler
 
-PIECE = 2048  # steps per no-grad network call: bounds memory on long series
+PIECE = 2048  # steps per no-grad network call at most: bounds memory on long series
+LANE_STEPS = 1 << 14  # lanes × steps per call at most: bounds memory on wide panels (a lane's memory
+# gradients of a chunk are as large as its weights, so a call's memory grows with lanes × steps)
 
 
 @dataclass
@@ -158,7 +160,8 @@ def _gather(groups: list[MemoryGroup], members: list[tuple[int, int, int]], lane
 @torch.inference_mode()
 def _run(net: ForecastNet, memory: MemoryState | None, ctx: Tensor, v: Tensor, mixing: bool, memorize: bool,
          keep: list[int] | None, surprise: bool) -> tuple:
-    """One batch of R series (R, T, C) through the net in pieces: the new memory and context, the last
+    """One batch of R series (R, T, C) through the net in pieces of at most `LANE_STEPS` lane-steps (a
+    sequence fed in pieces gives what one call gives): the new memory and context, the last
     forecasts (R, C, H) and (R, C, H, Q), and the outputs `advance` describes, batched (R, …). It runs on
     the net's device; what it returns is on the CPU, where the streams live."""
     if net.training:
@@ -168,8 +171,9 @@ def _run(net: ForecastNet, memory: MemoryState | None, ctx: Tensor, v: Tensor, m
     memory = None if memory is None else memory.to(device)
     R, T, C = v.shape
     out = {name: [] for name in ("point", "quant", "momentary", "past", "next")}
-    for a in range(0, T, PIECE):
-        piece = v[:, a: a + PIECE]
+    steps = max(1, min(PIECE, LANE_STEPS // ctx.shape[0]))
+    for a in range(0, T, steps):
+        piece = v[:, a: a + steps]
         t = piece.shape[1]
         x = piece if mixing else piece.permute(0, 2, 1).reshape(R * C, t, 1)  # (R·lanes, t, n)
         point, quant, memory, *scores = net(x, ctx, memory, memorize, surprise)

@@ -64,6 +64,20 @@ def test_update_and_predictions_equal_series_by_series(fitted):
     np.testing.assert_array_equal(batched.streams_.seen, [130, 130, 130])
 
 
+def test_a_wide_panel_streams_in_calls_of_bounded_lane_steps(fitted, monkeypatch):
+    from titans_ts.forecasting import streams
+
+    new = panel(120, 140)
+    whole, bounded = copy(fitted), copy(fitted)
+    whole.update(new)
+    monkeypatch.setattr(streams, "LANE_STEPS", 24)  # six lanes: four steps a call
+    calls = counted(bounded)
+    bounded.update(new)
+    assert [shape[:2] for shape in calls] == [(6, 4)] * 5
+    np.testing.assert_allclose(bounded.predict().select("x", "y").to_numpy(),
+                               whole.predict().select("x", "y").to_numpy(), atol=1e-5)
+
+
 def test_backtest_and_surprise_equal_series_by_series(fitted):
     new = panel(120, 150)
     bt = fitted.backtest(new, stride=5)
