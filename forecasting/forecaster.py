@@ -234,27 +234,39 @@ class TitansForecaster(BaseEstimator):
         streams.last_time, streams.step = last, step
         return streams
 
-    def _continuation(self, y, what: str) -> Panel:
-        """`y` as a Panel, checked to continue the fitted series: same columns, known series, time stamps alike."""
+    def _continuation(self, y, what: str, new: bool = False) -> Panel:
+        """`y` as a Panel, checked to continue the fitted series: same columns, time stamps alike, and known
+        series (`new`: or new ones, each with a first window and a whole cycle of rows)."""
         panel = to_panel(y, self.like_.time_col, self.like_.id_col, what=what)
         if panel.columns != self.columns_:
             raise ValueError(f"{what} has columns {panel.columns}, the fitted series has {self.columns_}")
         if (panel.time_col is None) != (self.like_.time_col is None):
             raise ValueError(f"{what} must carry time stamps exactly when the fitted series did")
         unknown = [k for k in panel.values if k not in self.streams_.rows]
-        if unknown:
+        if unknown and not new:
             raise ValueError(f"{what} holds series {unknown[0]!r}, which fit did not see")
+        need = max(self.lookback, self.period_ or 0)  # a first window, and a whole cycle
+        for key in unknown:
+            if len(panel.values[key]) < need:
+                raise ValueError(f"{what} starts the new series {key!r} with {len(panel.values[key])} rows; a new "
+                                 f"series joins with at least {need} (a window of lookback {self.lookback}"
+                                 f"{f' and a period of {self.period_}' if self.period_ else ''}): "
+                                 f"{need - len(panel.values[key])} more")
         return panel
 
-    def _stream_on(self, y, what: str, memorize: bool, surprise: bool = False,
-                   restart: bool = False) -> tuple[Panel, Streams, Streams, dict]:
+    def _stream_on(self, y, what: str, memorize: bool, surprise: bool = False, restart: bool = False,
+                   new: bool = False) -> tuple[Panel, Streams, Streams, dict]:
         """Check that `y` continues the fitted series (columns, series, time stamps; with `restart`, that it
-        starts them anew) and stream all its series on in one batched pass. Returns its panel, the streams
-        it went on from, the new streams (not yet the forecaster's) and the outputs of `advance` per row."""
+        starts them anew; with `new`, series unseen so far start streams of their own) and stream all its
+        series on in one batched pass. Returns its panel, the streams it went on from, the new streams (not
+        yet the forecaster's) and the outputs of `advance` per row."""
         self._check_fitted()
-        panel = self._continuation(y, what)
+        panel = self._continuation(y, what, new)
         s = self.streams_
         base = Streams.fresh(s.keys, self.net_, self.n_features_in_, s.scaler) if restart else s
+        joining = [k for k in panel.values if k not in base.rows]
+        if joining:  # each new series read in its own scale, from its first rows
+            base = base.extend(joining, self.net_, Scaler.fit([panel.values[k] for k in joining], self.period_))
         values, times = {}, {}
         for key, v in panel.values.items():
             r, t = base.rows[key], panel.times[key]
@@ -273,9 +285,11 @@ class TitansForecaster(BaseEstimator):
 
         With a panel, `y_new` may hold any of the fitted series, with any number of rows each; they go
         through the network in one batched pass and the series it does not hold stay as they were. Cost is
-        proportional to the new rows. On any error the forecaster is left exactly as it was.
+        proportional to the new rows. A series `fit` did not see starts a stream of its own from the learnt
+        initial memory, read in a scale (and cycle profile) fitted on the rows it first comes with, at least
+        max(`lookback`, `period_`) of them. On any error the forecaster is left exactly as it was.
         """
-        self.streams_ = self._stream_on(y_new, "y_new", memorize)[2]
+        self.streams_ = self._stream_on(y_new, "y_new", memorize, new=True)[2]
         return self
 
     def _emit(self, values: np.ndarray, suffix: str = ""):

@@ -50,6 +50,13 @@ class Scaler:
             raise IndexError("a single series' scaler has no rows to index")
         return Scaler(self.mean[rows], self.std[rows], None if self.cycle is None else self.cycle[rows])
 
+    def concat(self, other: Scaler) -> Scaler:
+        """The stacked rows of `self`, then those of `other` (both with a cycle of one period, or neither)."""
+        if (self.cycle is None) != (other.cycle is None):
+            raise ValueError("scalers with and without a cycle do not stack")
+        cycle = None if self.cycle is None else np.concatenate([self.cycle, other.cycle])
+        return Scaler(np.concatenate([self.mean, other.mean]), np.concatenate([self.std, other.std]), cycle)
+
     def _rows(self, a: np.ndarray, ndim: int) -> np.ndarray:
         """Per-series statistics `a` ((S, C), or (C,)) shaped to broadcast over values (…, T, C) of `ndim`
         dimensions whose first axis is the series (stacked) or that belong to one series."""

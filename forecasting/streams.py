@@ -69,10 +69,21 @@ class Streams:
         S, lanes = len(keys), n_channels // net.n
         ctx = net.initial_context(S * lanes, torch.float32)
         nan = torch.full((S, n_channels, net.horizon), float("nan"))
-        return cls(list(keys), lanes, [MemoryGroup(np.arange(S), np.arange(S), None)], scaler, ctx.unflatten(0, (S, lanes)), nan,
-                   nan[..., None].expand(-1, -1, -1, net.quantiles.numel()).clone(), np.zeros(S, dtype=np.int64),
+        return cls(list(keys), lanes, [MemoryGroup(np.arange(S), np.arange(S), None)], scaler,
+                   ctx.unflatten(0, (S, lanes)), nan, nan[..., None].expand(-1, -1, -1, net.quantiles.numel()).clone(), np.zeros(S, dtype=np.int64),
                    np.full(S, np.datetime64("NaT"), dtype="datetime64[ns]"),
                    np.full(S, np.timedelta64("NaT"), dtype="timedelta64[ns]"))
+
+    def extend(self, keys: list, net: ForecastNet, scaler: Scaler) -> Streams:
+        """These streams, then fresh ones for the new series `keys` (read in `scaler`'s rows, one per key),
+        which start from the net's learnt initial memory; the existing groups are shared, not copied."""
+        new = Streams.fresh(keys, net, self.point.shape[1], scaler)
+        S = len(self.keys)
+        cat = lambda name: (torch.cat if isinstance(getattr(self, name), Tensor) else np.concatenate)(  # noqa: E731
+            [getattr(self, name), getattr(new, name)])
+        return Streams(self.keys + new.keys, self.lanes, [*self.groups, MemoryGroup(np.arange(S, S + len(keys)),
+                       np.arange(len(keys)), None)], self.scaler.concat(scaler),
+                       **{name: cat(name) for name in ("context", "point", "quant", "seen", "last_time", "step")})
 
     def memory(self, key) -> MemoryState | None:
         """The network state of one series (its `lanes` lanes)."""
