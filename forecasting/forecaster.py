@@ -236,8 +236,8 @@ class TitansForecaster(BaseEstimator):
 
     def _continuation(self, y, what: str, new: bool = False) -> Panel:
         """`y` as a Panel, checked to continue the fitted series: same columns, time stamps alike, and known
-        series (`new`: or new ones, each with a first window and a whole cycle of rows)."""
-        panel = to_panel(y, self.like_.time_col, self.like_.id_col, what=what)
+        series (`new`: or new ones, each with a first window and a whole cycle of rows; and missing values)."""
+        panel = to_panel(y, self.like_.time_col, self.like_.id_col, what=what, missing=new)
         if panel.columns != self.columns_:
             raise ValueError(f"{what} has columns {panel.columns}, the fitted series has {self.columns_}")
         if (panel.time_col is None) != (self.like_.time_col is None):
@@ -252,6 +252,9 @@ class TitansForecaster(BaseEstimator):
                                  f"series joins with at least {need} (a window of lookback {self.lookback}"
                                  f"{f' and a period of {self.period_}' if self.period_ else ''}): "
                                  f"{need - len(panel.values[key])} more")
+            if np.isnan(panel.values[key][:need]).any():
+                raise ValueError(f"{what}: the new series {key!r} misses values in its first {need} rows, which "
+                                 "set its scale; it must start with them observed")
         return panel
 
     def _stream_on(self, y, what: str, memorize: bool, surprise: bool = False, restart: bool = False,
@@ -287,7 +290,10 @@ class TitansForecaster(BaseEstimator):
         through the network in one batched pass and the series it does not hold stay as they were. Cost is
         proportional to the new rows. A series `fit` did not see starts a stream of its own from the learnt
         initial memory, read in a scale (and cycle profile) fitted on the rows it first comes with, at least
-        max(`lookback`, `period_`) of them. On any error the forecaster is left exactly as it was.
+        max(`lookback`, `period_`) of them, all observed. A missing value (NaN, or null in a frame) is a step
+        no memory learns from: it is read (the windows leave it out of their level and spread), the forecasts
+        go on, and a forecast whose horizon it falls in is not written back as a miss. On any error the
+        forecaster is left exactly as it was.
         """
         self.streams_ = self._stream_on(y_new, "y_new", memorize, new=True)[2]
         return self

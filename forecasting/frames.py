@@ -31,8 +31,10 @@ def _is_pandas(y) -> bool:
     return type(y).__module__.split(".")[0] == "pandas"
 
 
-def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: str = "y") -> Panel:
-    """Validate and convert input; errors name the column or value at fault."""
+def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: str = "y",
+             missing: bool = False) -> Panel:
+    """Validate and convert input; errors name the column or value at fault. With `missing`, a value not
+    observed (NaN, or null in a frame) is kept as NaN; infinities are errors all the same."""
     if isinstance(y, (list, tuple)):
         y = np.asarray(y)
     if isinstance(y, np.ndarray):
@@ -46,7 +48,7 @@ def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: st
             raise ValueError(f"{what} has no rows (shape {y.shape})")
         values = y.reshape(len(y), -1).astype(np.float64)
         cols = [str(i) for i in range(values.shape[1])]
-        _check_finite(values, cols, what, np.array([0]))
+        _check_finite(values, cols, what, np.array([0]), missing)
         return Panel({None: values}, {None: None}, cols, "numpy1d" if y.ndim == 1 else "numpy2d")
     meta = {}
     if _is_pandas(y):
@@ -102,21 +104,21 @@ def to_panel(y, time_col: str | None = None, id_col: str | None = None, what: st
             key = keys[np.searchsorted(starts, np.argmin(later), side="right") - 1]
             raise ValueError(f"{what}: time stamps in {time_col!r} repeat" + (f" for {id_col}={key!r}" if id_col else ""))
     v = frame.select(cols).cast(pl.Float64).to_numpy()
-    _check_finite(v, cols, what, starts)
+    _check_finite(v, cols, what, starts, missing)
     values = {k: v[a:b] for k, a, b in zip(keys, starts, ends)}
     times = {k: None if t is None else t[a:b] for k, a, b in zip(keys, starts, ends)}
     return Panel(values, times, [str(c) for c in cols], kind, time_col, id_col, meta)
 
 
-def _check_finite(values: np.ndarray, cols: list[str], what: str, starts: np.ndarray) -> None:
-    """ValueError at the first value that is not finite, its row counted within its series (which start at
-    rows `starts`)."""
-    bad = ~np.isfinite(values)
+def _check_finite(values: np.ndarray, cols: list[str], what: str, starts: np.ndarray, missing: bool) -> None:
+    """ValueError at the first value that is not finite (with `missing`: that is infinite), its row counted
+    within its series (which start at rows `starts`)."""
+    bad = np.isinf(values) if missing else ~np.isfinite(values)
     if bad.any():
         at, col = np.argwhere(bad)[0]
         row = at - starts[np.searchsorted(starts, at, side="right") - 1]
-        raise ValueError(f"{what}: column {cols[col]!r} holds {values[at, col]} at row {row}: "
-                         "values must be finite (fill or drop missing values first)")
+        allowed = "finite or missing (NaN)" if missing else "finite (fill or drop missing values first)"
+        raise ValueError(f"{what}: column {cols[col]!r} holds {values[at, col]} at row {row}: values must be {allowed}")
 
 
 def step_of(times: np.ndarray | None) -> np.timedelta64 | None:

@@ -6,7 +6,8 @@ that a stream needs only the last `lookback` values). The token of step t is the
 plus that window's level and scale; the encoder (with its test-time memory) reads the tokens in order.
 The forecast of the next `horizon` values at t is a linear map of the normalised window plus a head on
 the encoder output, rescaled back (the forecaster starts the linear map at the least-squares fit, so the
-encoder learns what it leaves). Quantile offsets ride on the point forecast.
+encoder learns what it leaves). Quantile offsets ride on the point forecast. A value not observed
+(NaN) is left out of its windows' level, spread and shape, and its step writes to no memory.
 
 With `recall`, a `RecallMemory` learns at test time how the forecasts made from windows like the present
 one missed (the window that ended `horizon` steps ago and the encoder's output there as key, what came
@@ -74,10 +75,12 @@ class ForecastNet(nn.Module):
         win, level, scale = win_all[:, -T:], level_all[:, -T:], scale_all[:, -T:]
         feats = torch.cat([win[..., -self.patch:], level[..., None], scale.log()[..., None]], dim=-1)
         enc_state = None if state is None else state.scope("encoder")
+        observed = ~torch.isnan(y).any(-1)  # (B, T): the steps whose values all arrived
+        write = memorize if not memorize or bool(observed.all()) else observed.to(y.dtype)  # θ_t = 0 elsewhere (eq 13)
         if surprise:
-            scores, h, enc_state = self.encoder.surprise(self.embed(feats.flatten(2)), enc_state, memorize)
+            scores, h, enc_state = self.encoder.surprise(self.embed(feats.flatten(2)), enc_state, write)
         else:
-            h, enc_state = self.encoder(self.embed(feats.flatten(2)), enc_state, memorize)
+            h, enc_state = self.encoder(self.embed(feats.flatten(2)), enc_state, write)
         if at is not None:
             if self.recall is not None:
                 raise ValueError("ForecastNet: `at` does not go with recall, which writes every step's forecast")

@@ -147,3 +147,40 @@ def test_surprise_scores_each_token_before_its_chunk_is_learnt():
     momentum = sum(s_after[f"s.{i}"].pow(2).sum((-2, -1)) for i in range(2)).sqrt()  # (B, H)
     eta = torch.sigmoid(mem.to_gates(x[:, 4])[:, 2:4])  # η of the chunk's first token, per head
     torch.testing.assert_close(past[:, 1], eta * momentum)
+
+
+def test_a_token_masked_out_is_read_but_learns_nothing():
+    """memorize as a (B, T) mask scales each token's θ_t (eq 13): a 0 is the memory whose rate gate is shut
+    at that token, exactly; momentum and forgetting go on through it."""
+    torch.manual_seed(0)
+    mem = NeuralMemory(d_model=8, heads=2, memory_depth=2, chunk_size=4).double()
+    x = torch.randn(2, 11, 8, dtype=torch.float64)
+    mask = (torch.rand(2, 11) > 0.4).double()
+    mask[:, 0] = 0
+    y, st = mem(x, memorize=mask)
+    theta = mem._gates  # the rate gate, shut by hand where the mask is 0
+    mem._gates = lambda u: (lambda th, eta, alpha: (th * mask[:, None], eta, alpha))(*theta(u))
+    y_shut, st_shut = mem(x)
+    del mem._gates
+    torch.testing.assert_close(y, y_shut, atol=0, rtol=0)
+    for k in st:
+        torch.testing.assert_close(st[k], st_shut[k], atol=0, rtol=0)
+    torch.testing.assert_close(mem(x, memorize=torch.ones(2, 11, dtype=torch.float64))[1]["w.0"], mem(x)[1]["w.0"])
+    with pytest.raises(ValueError, match=r"memorize must be a flag or hold one weight per token, shape \(2, 11\)"):
+        mem(x, memorize=mask[:, :5])
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mal", "mag", "mac"])
+def test_a_write_mask_streams_in_pieces_as_in_one_call(variant):
+    from titans_ts import TitansConfig, TitansEncoder
+
+    torch.manual_seed(1)
+    enc = TitansEncoder(TitansConfig(d_model=16, n_layers=2, heads=2, variant=variant, window=8,
+                                     chunk_size=4)).double()
+    x = torch.randn(3, 37, 16, dtype=torch.float64)
+    mask = (torch.rand(3, 37) > 0.3).double()
+    whole, state = enc(x, memorize=mask)
+    first, mid = enc(x[:, :13], memorize=mask[:, :13])
+    second, end = enc(x[:, 13:], mid, memorize=mask[:, 13:])
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-12, rtol=0)
+    assert not torch.allclose(enc(x)[0], whole)  # the mask changed what was learnt

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from titans_ts.attention import Attention
 from titans_ts.config import TitansConfig
-from titans_ts.memory import NeuralMemory
+from titans_ts.memory import Memorize, NeuralMemory
 from titans_ts.state import MemoryState
 
 
@@ -51,7 +51,7 @@ class Block(nn.Module):
 
 
 class LMMBlock(Block):
-    def forward(self, x: Tensor, state: MemoryState | None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+    def forward(self, x: Tensor, state: MemoryState | None, memorize: Memorize = True) -> tuple[Tensor, MemoryState]:
         m, ms = self.memory(self.norm(x), part(state, "memory"), memorize)
         return self.feed_forward(x + self.drop(m)), MemoryState.join(memory=ms)
 
@@ -62,7 +62,7 @@ class MALBlock(Block):
         self.norm_attn = nn.RMSNorm(c.d_model)
         self.attn = Attention(c.d_model, c.heads, c.window, c.persistent_tokens)
 
-    def forward(self, x: Tensor, state: MemoryState | None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+    def forward(self, x: Tensor, state: MemoryState | None, memorize: Memorize = True) -> tuple[Tensor, MemoryState]:
         m, ms = self.memory(self.norm(x), part(state, "memory"), memorize)
         x = x + self.drop(m)
         a, as_ = self.attn(self.norm_attn(x), part(state, "attn"))
@@ -75,7 +75,7 @@ class MAGBlock(Block):
         self.attn = Attention(c.d_model, c.heads, c.window, c.persistent_tokens)
         self.gate = Gate(c.d_model)
 
-    def forward(self, x: Tensor, state: MemoryState | None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+    def forward(self, x: Tensor, state: MemoryState | None, memorize: Memorize = True) -> tuple[Tensor, MemoryState]:
         u = self.norm(x)
         a, as_ = self.attn(u, part(state, "attn"))
         m, ms = self.memory(u, part(state, "memory"), memorize)
@@ -84,7 +84,7 @@ class MAGBlock(Block):
 
 class MACBlock(Block):
     """Segments of `window` tokens; the state keeps the memory as of the last segment boundary and the
-    inputs of the unfinished segment, which is recomputed when more tokens arrive."""
+    inputs of the unfinished segment (with their write weights), which is recomputed when more tokens arrive."""
 
     def __init__(self, c: TitansConfig):
         super().__init__(c)
@@ -94,26 +94,31 @@ class MACBlock(Block):
         self.norm_y = nn.RMSNorm(c.d_model)
         self.gate = Gate(c.d_model)
 
-    def segment(self, x: Tensor, mem: MemoryState, memorize: bool) -> tuple[Tensor, MemoryState]:
+    def segment(self, x: Tensor, mem: MemoryState, memorize: Memorize) -> tuple[Tensor, MemoryState]:
         u = self.norm(x)
         h = self.memory.lookup(self.query(u), mem)  # retrieve h = M*_{t−1}(q)  (eq 21)
         y = x + self.drop(self.attn.segment(u, h))  # attend over [P ‖ h ‖ S]  (eq 22)
         r, mem = self.memory(self.norm_y(y), mem, memorize)  # store the attention output, read back  (eqs 23–24)
         return y + self.drop(self.gate(y, r)), mem  # o = y ⊗ M*(y)  (eq 25)
 
-    def forward(self, x: Tensor, state: MemoryState | None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+    def forward(self, x: Tensor, state: MemoryState | None, memorize: Memorize = True) -> tuple[Tensor, MemoryState]:
         mem = part(state, "memory") or self.memory.initial_state(x.shape[0], x.device, x.dtype)
         seg = state["seg"] if state is not None else x[:, :0]
         xs = torch.cat([seg, x], dim=1)
+        # write weights of the unfinished segment's tokens (a state from before they were kept: all written)
+        before = state["seg_write"] if state is not None and "seg_write" in state else x.new_ones(seg.shape[:2])
+        now = memorize if isinstance(memorize, Tensor) else x.new_full(x.shape[:2], float(memorize))
+        write = torch.cat([before, now.to(x.dtype)], dim=1)
         outs = []
         for start in range(0, xs.shape[1], self.window):
-            o, after = self.segment(xs[:, start: start + self.window], mem, memorize)
+            o, after = self.segment(xs[:, start: start + self.window], mem,
+                                    memorize if isinstance(memorize, bool) else write[:, start: start + self.window])
             if o.shape[1] == self.window:
                 mem = after  # an unfinished segment is redone from `mem` when it grows
             outs.append(o)
         done = xs.shape[1] // self.window * self.window
         y = torch.cat(outs, dim=1)[:, seg.shape[1]:]
-        return self.feed_forward(y), MemoryState.join(memory=mem, seg=xs[:, done:])
+        return self.feed_forward(y), MemoryState.join(memory=mem, seg=xs[:, done:], seg_write=write[:, done:])
 
 
 BLOCKS = {"lmm": LMMBlock, "mal": MALBlock, "mag": MAGBlock, "mac": MACBlock}

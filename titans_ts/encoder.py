@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from titans_ts.blocks import BLOCKS, part
 from titans_ts.config import TitansConfig
-from titans_ts.memory import Surprise
+from titans_ts.memory import Memorize, Surprise
 from titans_ts.state import MemoryState
 
 SEGMENT = 4096  # tokens per piece when a long input is read without gradients (rounded to whole windows and chunks)
@@ -19,7 +19,8 @@ class TitansEncoder(nn.Module):
     """`enc(x, state=None, memorize=True) -> (y, state)`: y has x's shape, state continues the stream.
 
     Calling with the returned state on the next piece of the sequence gives the same outputs as one call
-    on the whole sequence. `memorize=False` reads the memory without writing to it. Without gradients a long
+    on the whole sequence. `memorize=False` reads the memory without writing to it; a (batch, time) tensor
+    weighs each token's write instead (0: read, not learnt, as `NeuralMemory` says). Without gradients a long
     input is read that way, in segments of about `SEGMENT` tokens with the state carried (equality 3), so that
     every intermediate stays a segment long and in cache, whatever T.
     """
@@ -32,7 +33,8 @@ class TitansEncoder(nn.Module):
         self.layers = nn.ModuleList(BLOCKS[config.variant](config) for _ in range(config.n_layers))
         self.norm = nn.RMSNorm(config.d_model)
 
-    def forward(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+    def forward(self, x: Tensor, state: MemoryState | None = None,
+                memorize: Memorize = True) -> tuple[Tensor, MemoryState]:
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a floating-point torch.Tensor, got {type(x).__name__}"
                             + (f" of {x.dtype}" if isinstance(x, Tensor) else ""))
@@ -46,12 +48,13 @@ class TitansEncoder(nn.Module):
         if torch.is_grad_enabled() or x.shape[1] <= segment:
             return self._layers(x, state, memorize)
         ys = []
-        for piece in x.split(segment, dim=1):
-            y, state = self._layers(piece, state, memorize)
+        for a in range(0, x.shape[1], segment):
+            y, state = self._layers(x[:, a: a + segment], state,
+                                    memorize if isinstance(memorize, bool) else memorize[:, a: a + segment])
             ys.append(y)
         return torch.cat(ys, dim=1), state
 
-    def _layers(self, x: Tensor, state: MemoryState | None, memorize: bool) -> tuple[Tensor, MemoryState]:
+    def _layers(self, x: Tensor, state: MemoryState | None, memorize: Memorize) -> tuple[Tensor, MemoryState]:
         """Every layer over x in one call, then the final norm."""
         states = {}
         for i, layer in enumerate(self.layers):
@@ -60,7 +63,7 @@ class TitansEncoder(nn.Module):
 
     @torch.no_grad()
     def surprise(self, x: Tensor, state: MemoryState | None = None,
-                 memorize: bool = True) -> tuple[Surprise, Tensor, MemoryState]:
+                 memorize: Memorize = True) -> tuple[Surprise, Tensor, MemoryState]:
         """Every layer's surprise at every step, `Surprise` of (B, T, n_layers) tensors (mean over heads); y; state.
 
         The same stream as `forward` (same outputs and state), with each memory also scoring how badly it

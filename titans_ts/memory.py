@@ -28,8 +28,20 @@ class Surprise(NamedTuple):
     past: Tensor
 
 
+Memorize = bool | Tensor  # write every token (True), none (False), or per token: (B, T), 0 where a token is not written
+
+
+def writes(memorize: Memorize) -> bool:
+    """Whether any token may be written: a per-token mask writes (its zeros only scale θ_t to nothing)."""
+    return memorize if isinstance(memorize, bool) else True
+
+
 class NeuralMemory(nn.Module):
     """One neural-memory layer: `(x, state=None, memorize=True) -> (y, state)`, x of shape (B, T, d_model).
+
+    `memorize` may be a (B, T) tensor instead of a flag: token t is written with its learning rate θ_t
+    scaled by memorize[:, t], so a 0 is a step the memory reads but does not learn from (an observation
+    that did not arrive); momentum and forgetting go on through it as through any step.
 
     Each of `heads` heads owns an MLP memory of depth `memory_depth` on d_model / heads features
     (hidden width `expansion` times that). Tokens are memorised in chunks of `chunk_size`; a partial
@@ -113,25 +125,27 @@ class NeuralMemory(nn.Module):
         return state
 
     # -- forward ------------------------------------------------------------------------------------
-    def forward(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Tensor, MemoryState]:
+    def forward(self, x: Tensor, state: MemoryState | None = None,
+                memorize: Memorize = True) -> tuple[Tensor, MemoryState]:
         """Read the memory for every token and (if `memorize`) write every completed chunk into it."""
         st = self._check(x, state)
-        q, parts, new = self._prepare(x, st)
-        y, new = stream(q, parts, st, new, self.chunk_size, memorize, self.backend, self._anchor())
+        q, parts, new = self._prepare(x, st, memorize)
+        y, new = stream(q, parts, st, new, self.chunk_size, writes(memorize), self.backend, self._anchor())
         return self.out(y.transpose(1, 2).flatten(2)), new
 
-    def surprise(self, x: Tensor, state: MemoryState | None = None, memorize: bool = True) -> tuple[Surprise, MemoryState]:
+    def surprise(self, x: Tensor, state: MemoryState | None = None,
+                 memorize: Memorize = True) -> tuple[Surprise, MemoryState]:
         """Momentary and past surprise of every token, each (B, T, H), and the new state (see `Surprise`).
 
         Each token is scored at the weights it meets, before its own chunk is memorised: how badly the
         memory recalls the association it is about to learn. `memorize=False` scores without learning.
         """
         st = self._check(x, state)
-        _, parts, new = self._prepare(x, st)
+        _, parts, new = self._prepare(x, st, memorize)
         parts, n_buf = buffered(parts, st)
         momentary, past, w, s = memory_surprise(*parts.values(), weights_of(st, "w"), weights_of(st, "s"),
-                                                self.chunk_size, memorize, self._anchor())
-        if memorize:
+                                                self.chunk_size, writes(memorize), self._anchor())
+        if writes(memorize):
             new = commit(new, parts, w, s, self.chunk_size)
         return Surprise(momentary[:, :, n_buf:].transpose(1, 2), past[:, :, n_buf:].transpose(1, 2)), new
 
@@ -139,12 +153,19 @@ class NeuralMemory(nn.Module):
         """What forgetting pulls the weights towards (eq 14): M_0, or None for zero."""
         return tuple(self.initial) if self.forget_toward == "initial" else None
 
-    def _prepare(self, x: Tensor, st: MemoryState) -> tuple[Tensor, dict[str, Tensor], MemoryState]:
-        """Queries, then k, v, θ, η, α of x, and the state with its new conv history."""
+    def _prepare(self, x: Tensor, st: MemoryState,
+                 memorize: Memorize) -> tuple[Tensor, dict[str, Tensor], MemoryState]:
+        """Queries, then k, v, θ, η, α of x (θ scaled per token by a `memorize` mask), and the state with
+        its new conv history."""
+        if isinstance(memorize, Tensor) and memorize.shape != x.shape[:2]:
+            raise ValueError(f"memorize must be a flag or hold one weight per token, shape {tuple(x.shape[:2])}, "
+                             f"got {tuple(memorize.shape)}")
         k, v, q, conv = self._project(x, st)
         new = MemoryState(st)
         new["conv"] = conv
         theta, eta, alpha = self._gates(x)
+        if isinstance(memorize, Tensor):
+            theta = theta * memorize[:, None].to(theta.dtype)  # eq 13, a step not observed learns nothing
         return q, {"k": k, "v": v, "theta": theta, "eta": eta, "alpha": alpha}, new
 
     def lookup(self, q: Tensor, state: MemoryState) -> Tensor:

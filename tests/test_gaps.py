@@ -1,0 +1,70 @@
+"""Missing values in `update`: a step no memory learns from, forecasts that go on, errors that stay put."""
+import pickle
+
+import numpy as np
+import polars as pl
+import pytest
+
+from titans_ts.forecasting import TitansForecaster
+
+
+def daily(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 5 + rng.standard_normal((24, 2))[t % 24] + 0.3 * np.sin(t / 200)[:, None] + 0.2 * rng.standard_normal((n, 2))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return TitansForecaster(horizon=6, lookback=24, d_model=16, n_layers=1, heads=2, max_epochs=2,
+                            random_state=0).fit(daily(800))
+
+
+def online_error(f: TitansForecaster, y: np.ndarray, shown: np.ndarray) -> float:
+    """Mean squared error of every forecast over y's rows (all of them scored), streaming `shown`."""
+    g, errors = pickle.loads(pickle.dumps(f)), []
+    for o in range(0, len(y) - 6, 6):
+        errors.append((g.predict() - y[o: o + 6]) ** 2)
+        g.update(shown[o: o + 6])
+    assert np.isfinite(g.predict()).all()
+    return float(np.mean(errors))
+
+
+def test_a_fifth_of_the_readings_missing_costs_little(fitted):
+    y = daily(1400)[800:]
+    shown = np.where(np.random.default_rng(1).random(y.shape) < 0.2, np.nan, y)
+    complete, gappy = online_error(fitted, y, y), online_error(fitted, y, shown)
+    assert gappy < 1.1 * complete
+
+
+def test_a_missing_step_is_read_and_never_written(fitted):
+    f = pickle.loads(pickle.dumps(fitted))
+    writes = []
+    forward = f.net_.encoder.forward
+    f.net_.encoder.forward = lambda x, state, memorize: writes.append(memorize) or forward(x, state, memorize)
+    rows = daily(805)[800:]
+    rows[2, 1] = np.nan  # channel 1's lane misses step 2
+    f.update(rows)
+    (mask,) = writes
+    expected = np.ones((2, 5))
+    expected[1, 2] = 0
+    np.testing.assert_array_equal(mask.numpy(), expected)
+    f.update(daily(806)[805:])  # complete rows: every step written, as before any gap
+    assert writes[-1] is True
+    assert f.streams_.seen[0] == 806 and np.isfinite(f.predict()).all()
+
+
+def test_gaps_in_a_frame_and_what_stays_an_error(fitted):
+    f = pickle.loads(pickle.dumps(fitted))
+    before = f.streams_
+    with pytest.raises(ValueError, match=r"y_new: column '0' holds inf at row 3: values must be finite or missing"):
+        f.update(np.where(np.arange(10)[:, None] == 3, np.inf, daily(810)[800:]))
+    assert f.streams_ is before
+    with pytest.raises(ValueError, match="values must be finite .fill or drop missing values first"):
+        TitansForecaster(horizon=6, lookback=24).fit(np.where(np.arange(100)[:, None] == 5, np.nan, daily(100)))
+    p = TitansForecaster(horizon=6, lookback=24, d_model=8, n_layers=1, heads=2, max_epochs=1, random_state=0,
+                         id_col="id").fit(pl.DataFrame({"id": ["a"] * 300, "v": daily(300)[:, 0]}))
+    p.update(pl.DataFrame({"id": ["a", "a"], "v": [None, 5.0]}))  # a null in a frame is a missing value
+    assert p.streams_.seen.tolist() == [302] and np.isfinite(p.predict()["v"].to_numpy()).all()
+    with pytest.raises(ValueError, match="the new series 'b' misses values in its first 24 rows"):
+        p.update(pl.DataFrame({"id": ["b"] * 30, "v": [1.0, None] + [2.0] * 28}))
