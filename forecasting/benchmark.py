@@ -1,5 +1,5 @@
-"""Forecasting benchmarks: ETT (windowed and streaming), the online protocol, recall of the day before
-on real data (`daily-recall`), and memorisation.
+"""Forecasting benchmarks: ETT (windowed and streaming), the online protocol (and with readings missing
+at random: `gaps`), recall of the day before on real data (`daily-recall`), and memorisation.
 
     python -m titans_ts.forecasting.benchmark --data ETTh1.csv --horizons 96 192 336 720 --json out.json
 
@@ -188,6 +188,33 @@ def online_test(fitted: Fitted) -> list[dict]:
     rows.append(dict(model="online-ridge-revin" + (f"+cycle{period}" if period else ""), protocol="online",
                      horizon=horizon, **online_ridge(history, len(s.train), stream, lookback, horizon,
                                                      normalise=True, period=period)))
+    return rows
+
+
+def gaps_test(fitted: Fitted, fractions: list[float], seed: int = 0) -> list[dict]:
+    """The online test stream with a fraction of its readings removed at random (each value alone): the
+    model streams the gaps (`update` reads them and writes no memory), every forecast is scored at the
+    readings that remain, beside the same model on the complete stream and the last value observed, both
+    scored at the same readings."""
+    f, s, lookback, horizon = fitted.model, fitted.data["splits"], fitted.model.lookback, fitted.model.horizon
+    stream = s.test[lookback:]
+    _, yt = windows(s.test, lookback, horizon)
+    complete = backtest_forecasts(f, stream, True)
+    rows = []
+    for fraction in fractions:
+        gone = np.random.default_rng(seed).random(stream.shape) < fraction
+        shown = np.where(gone, np.nan, stream)
+        _, kept = windows(np.concatenate([np.ones((lookback, stream.shape[1]), bool), ~gone]), lookback, horizon)
+        at = lambda pred: dict(zip(("mse", "mae"), scores(pred[kept], yt[kept])))  # noqa: E731
+        last = np.concatenate([s.test[:lookback], shown]).copy()  # the last value observed, held
+        for i in range(1, len(last)):
+            last[i] = np.where(np.isnan(last[i]), last[i - 1], last[i])
+        held = np.broadcast_to(windows(last, lookback, horizon)[0][:, -1:], yt.shape)
+        protocol = f"online-{fraction:.0%}-gone"
+        rows += [dict(model=f"titans-{f.variant}", protocol=protocol, horizon=horizon,
+                      train_seconds=fitted.seconds, **at(backtest_forecasts(f, shown, True))),
+                 dict(model=f"titans-{f.variant}-complete-stream", protocol=protocol, horizon=horizon, **at(complete)),
+                 dict(model="naive-last-observed", protocol=protocol, horizon=horizon, **at(held))]
     return rows
 
 
@@ -509,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="ETT-format CSV (date column, then channels)")
     p.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
     p.add_argument("--protocols", nargs="+", default=["standard"],
-                   choices=["standard", "online", "daily-recall", "memorization", "latency", "anomaly", "long-stream"])
+                   choices=["standard", "online", "gaps", "daily-recall", "memorization", "latency", "anomaly",
+                            "long-stream"])
     p.add_argument("--online-horizons", type=int, nargs="+", default=[1, 24, 48])
     p.add_argument("--lookback", type=int, default=96)
     p.add_argument("--variant", default="mal")
@@ -532,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                         "the test rows for the chosen one only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1_000_000, help="long-stream protocol: observations to stream")
+    p.add_argument("--missing", type=float, nargs="+", default=[0.05, 0.2],
+                   help="gaps protocol: fractions of the online test stream's readings removed at random")
     p.add_argument("--streams", type=int, default=4, help="anomaly protocol: synthetic streams, seeds --seed onwards")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -568,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
                                             standard_test) for h in args.horizons],
             "online": [lambda h=h: chosen("online", h, lambda c: online_fit(args.data, h, 60, c), online_test)
                        for h in args.online_horizons],
+            "gaps": [lambda h=h: chosen("online", h, lambda c: online_fit(args.data, h, 60, c),
+                                        lambda fitted: gaps_test(fitted, args.missing, args.seed))
+                     for h in args.online_horizons],
             "daily-recall": [daily_recall],
             "memorization": [lambda: chosen("memorization", 24, lambda c: memorization_fit(24, dict(c, window=32),
                                                                                             args.seed),

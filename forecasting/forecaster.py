@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -236,8 +237,9 @@ class TitansForecaster(BaseEstimator):
 
     def _continuation(self, y, what: str, new: bool = False) -> Panel:
         """`y` as a Panel, checked to continue the fitted series: same columns, time stamps alike, and known
-        series (`new`: or new ones, each with a first window and a whole cycle of rows; and missing values)."""
-        panel = to_panel(y, self.like_.time_col, self.like_.id_col, what=what, missing=new)
+        series (`new`: or new ones, each with a first window and a whole cycle of rows). Missing values (NaN)
+        are kept: they are gaps to stream through."""
+        panel = to_panel(y, self.like_.time_col, self.like_.id_col, what=what, missing=True)
         if panel.columns != self.columns_:
             raise ValueError(f"{what} has columns {panel.columns}, the fitted series has {self.columns_}")
         if (panel.time_col is None) != (self.like_.time_col is None):
@@ -375,7 +377,8 @@ class TitansForecaster(BaseEstimator):
         forecast made after streaming `y[:o]` is scored against `y[o:o + horizon]`. The series of a panel
         go through the network together. The forecaster itself is not changed. Returns a polars frame:
         series, origin (and origin_time), channel, forecast, actual, mse, mae — one row per origin and
-        channel, in the fitted (unscaled) units.
+        channel, in the fitted (unscaled) units. Missing values in `y` (NaN) are streamed as gaps (see
+        `update`) and left out of mse and mae (NaN where a horizon holds none).
 
         `client`, a `dask.distributed.Client`, spreads the series of a panel over its workers in tasks
         (`titans_ts.forecasting.distributed`); the frame is the same, row for row.
@@ -418,8 +421,11 @@ class TitansForecaster(BaseEstimator):
             if panel.times[key] is not None:
                 cols["origin_time"].append(np.repeat(panel.times[key][origins].astype("datetime64[us]"), C))
         f, a = np.concatenate(cols.pop("forecast")), np.concatenate(cols.pop("actual"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a horizon with no value observed scores NaN
+            mse, mae = np.nanmean((f - a) ** 2, 1), np.nanmean(np.abs(f - a), 1)
         frame = {"series": cols["series"], "origin": np.concatenate(cols["origin"]), "channel": cols["channel"],
-                 "forecast": f.tolist(), "actual": a.tolist(), "mse": ((f - a) ** 2).mean(1), "mae": np.abs(f - a).mean(1)}
+                 "forecast": f.tolist(), "actual": a.tolist(), "mse": mse, "mae": mae}
         if cols["origin_time"]:
             frame["origin_time"] = np.concatenate(cols["origin_time"])
         return pl.DataFrame(frame).sort("series", "origin", "channel", nulls_last=False)

@@ -32,3 +32,27 @@ def test_benchmark_json_shape(tmp_path):
 def test_missing_data_file_exits_2(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "none.csv")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+
+def test_gaps_protocol_scores_the_readings_that_remain():
+    """With nothing removed the gappy stream is the complete one, score for score; with a fifth removed every
+    row is finite and the peers are scored at the same readings."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from titans_ts.forecasting import TitansForecaster
+    from titans_ts.forecasting.benchmark import Fitted, gaps_test
+
+    t = np.arange(700)
+    y = np.sin(2 * np.pi * t[:, None] / 24 + np.arange(2)) + 0.1 * np.random.default_rng(0).standard_normal((700, 2))
+    f = TitansForecaster(horizon=6, lookback=24, d_model=8, n_layers=1, heads=2, max_epochs=1,
+                         random_state=0).fit(y[:400])
+    rows = gaps_test(Fitted(f, 1.0, 0.0, {"splits": SimpleNamespace(test=y[376:])}), [0.0, 0.2])
+    by = {(r["model"], r["protocol"]): r for r in rows}
+    assert by[("titans-mal", "online-0%-gone")]["mse"] == by[("titans-mal-complete-stream", "online-0%-gone")]["mse"]
+    gappy = [r for (_, protocol), r in by.items() if protocol == "online-20%-gone"]
+    assert len(gappy) == 3 and all(0 < r["mse"] < 2 for r in gappy)
+    # the last value observed, held: beaten by a model that knows the cycle
+    assert by[("titans-mal", "online-20%-gone")]["mse"] < by[("naive-last-observed", "online-20%-gone")]["mse"]

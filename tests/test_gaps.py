@@ -68,3 +68,16 @@ def test_gaps_in_a_frame_and_what_stays_an_error(fitted):
     assert p.streams_.seen.tolist() == [302] and np.isfinite(p.predict()["v"].to_numpy()).all()
     with pytest.raises(ValueError, match="the new series 'b' misses values in its first 24 rows"):
         p.update(pl.DataFrame({"id": ["b"] * 30, "v": [1.0, None] + [2.0] * 28}))
+
+
+def test_backtest_streams_gaps_and_scores_what_was_observed(fitted):
+    y = daily(830)[800:].copy()
+    y[3:10, 0] = np.nan  # channel 0 misses a whole horizon from origin 3 (steps 3 … 8) and a bit more
+    bt = fitted.backtest(y, stride=3)
+    row = lambda o, c: bt.filter((pl.col("origin") == o) & (pl.col("channel") == c))  # noqa: E731
+    assert np.isnan(row(3, "0")["mse"][0]) and np.isfinite(row(3, "1")["mse"][0])
+    f, a = np.array(row(6, "0")["forecast"][0]), np.array(row(6, "0")["actual"][0])
+    assert row(6, "0")["mse"][0] == pytest.approx(np.mean((f - a)[4:] ** 2))  # steps 10, 11 observed
+    g = pickle.loads(pickle.dumps(fitted))
+    g.update(y[:6])
+    np.testing.assert_allclose(f, g.predict()[:, 0], atol=1e-5)  # the forecast after streaming the gap
