@@ -54,7 +54,9 @@ class ForecastNet(nn.Module):
         """Normalised trailing windows (B, S, n, L), level and scale (B, S, n) of every step of y and of
         the context's last `context_length − lookback + 1` steps (S in all), and the values (B, S + L − 1, n).
 
-        `context` (B, context_length, n) holds the values before y (NaN where the stream had none yet).
+        `context` (B, context_length, n) holds the values before y (NaN where the stream had none yet, or
+        where a value did not arrive). Level and scale are those of the values seen; a value missing after
+        one was seen is read as the last one seen (carried forward), one missing before any as the level.
         """
         seq = torch.cat([context, y], dim=1)
         win = seq.unfold(1, self.lookback, 1)  # (B, S, n, L), each ending at a step
@@ -63,6 +65,9 @@ class ForecastNet(nn.Module):
         x = torch.where(seen, win, 0.0)
         level = x.sum(-1) / count
         scale = (((x - level[..., None]) * seen).pow(2).sum(-1) / count + _EPS).sqrt()
+        if not bool(seen.all()):  # the index of the last value seen at or before each place
+            last = torch.where(seen, torch.arange(self.lookback, device=win.device), -1).cummax(-1).values
+            x, seen = x.gather(-1, last.clamp_min(0)), last >= 0
         return torch.where(seen, (x - level[..., None]) / scale[..., None], 0.0), level, scale, seq
 
     def forward(self, y: Tensor, context: Tensor, state: MemoryState | None = None, memorize: bool = True,

@@ -81,3 +81,21 @@ def test_backtest_streams_gaps_and_scores_what_was_observed(fitted):
     g = pickle.loads(pickle.dumps(fitted))
     g.update(y[:6])
     np.testing.assert_allclose(f, g.predict()[:, 0], atol=1e-5)  # the forecast after streaming the gap
+
+
+def test_a_window_carries_the_last_value_seen_over_a_gap(fitted):
+    import torch
+
+    net = fitted.net_
+    y = torch.arange(1.0, 25.0).reshape(1, 24, 1)
+    whole = net.windows(net.initial_context(1, torch.float32), y)[0][0, -1, 0]  # the window ending at step 23
+    gappy = y.clone()
+    gappy[0, [0, 5, 6, 23]] = float("nan")  # its first value, two in the middle and the last
+    win, level, scale, _ = net.windows(net.initial_context(1, torch.float32), gappy)
+    seen = [v for i, v in enumerate(range(1, 25)) if i not in (0, 5, 6, 23)]
+    assert level[0, -1, 0] == pytest.approx(np.mean(seen))  # level and spread of the values seen
+    assert scale[0, -1, 0] == pytest.approx(np.sqrt(np.var(seen) + 1e-5), rel=1e-5)
+    expected = (torch.tensor([np.nan, 2, 3, 4, 5, 5, 5, *range(8, 24), 23.0]) - level[0, -1, 0]) / scale[0, -1, 0]
+    expected[0] = 0  # before any value seen: the level
+    torch.testing.assert_close(win[0, -1, 0], expected)
+    assert not torch.equal(whole, win[0, -1, 0])
