@@ -106,8 +106,9 @@ class ForecastNet(nn.Module):
 
         Step t writes the window `then` that ended `horizon` steps before it with how far the forecast
         made there (before recall; kept in the state as "made" across calls) missed the values that have
-        now arrived, so the memory learns the model's own errors. A pair not fully known (a stream's first
-        steps) writes nothing.
+        now arrived, so the memory learns the model's own errors. A pair whose window began before the
+        stream (its first steps) writes nothing; one whose future arrived in part (gaps) writes the miss at
+        the values that arrived (0 elsewhere), weighted by the share that did.
         """
         B, T, n, H = point.shape
         made = point.new_full((B, H, n, H), float("nan")) if state is None else state["made"]
@@ -115,10 +116,13 @@ class ForecastNet(nn.Module):
         kept = h.new_zeros(B, H, h.shape[-1]) if state is None else state["context"]
         context = torch.cat([kept, h], dim=1)  # the encoder's outputs at the same steps
         after = seq[:, self.lookback:].unfold(1, H, 1)  # (B, T, n, H): the H values that end at step t
-        seen = ~torch.isnan(seq).unfold(1, self.lookback + H, 1).any(-1).any(-1)  # the window then and after
-        known = seen & ~torch.isnan(made[:, :T]).any(-1).any(-1)
-        missed = torch.where(known[..., None, None], after - made[:, :T], 0.0)
-        recalled, rstate = self.recall(now, then, h, context[:, :T], missed, known,
+        arrived = ~torch.isnan(after)
+        share = arrived.flatten(2).to(after.dtype).mean(-1)  # (B, T): the part of that future that arrived
+        # the window then begins within the stream (its first value seen), its forecast was made, some of its
+        # future arrived
+        known = ~torch.isnan(seq[:, :T]).any(-1) & ~torch.isnan(made[:, :T]).any(-1).any(-1) & (share > 0)
+        missed = torch.where(arrived & known[..., None, None], after - made[:, :T], 0.0)
+        recalled, rstate = self.recall(now, then, h, context[:, :T], missed, torch.where(known, share, 0.0),
                                        None if state is None else state.scope("recall"), memorize)
         return recalled, rstate, made[:, T:], context[:, T:]
 

@@ -46,8 +46,8 @@ class RecallMemory(nn.Module):
     `now` and `then` are the windows (B, T, n, L; in values, their level is removed here) ending at each
     step and `horizon` steps before it, `context_now` and `context_then` the encoder's outputs (B, T,
     d_context) at their last steps, `missed` (B, T, n, horizon) what followed `then` less the forecast made
-    from it, and `known` (B, T) whether that pair had fully arrived (a write at a step where it had not is
-    weighted 0). The correction is the recalled miss for `now`, per step.
+    from it, and `known` (B, T) the weight of each pair's write: 1 for a pair whose future has arrived, the
+    share that did where some of it is missing, 0 where none did or it is no pair yet. The correction is the recalled miss for `now`, per step.
     """
 
     def __init__(self, n_inputs: int, lookback: int, horizon: int, d_context: int, features: int = 2048,

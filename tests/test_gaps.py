@@ -99,3 +99,23 @@ def test_a_window_carries_the_last_value_seen_over_a_gap(fitted):
     expected[0] = 0  # before any value seen: the level
     torch.testing.assert_close(win[0, -1, 0], expected)
     assert not torch.equal(whole, win[0, -1, 0])
+
+
+def test_the_recall_memory_writes_the_share_of_a_future_that_arrived():
+    import torch
+
+    f = TitansForecaster(horizon=4, lookback=8, d_model=8, n_layers=1, heads=2, max_epochs=1, recall=True,
+                         period=None, random_state=0).fit(daily(200)[:, :1])
+    net, weights = f.net_, []
+    forward = net.recall.forward
+    net.recall.forward = lambda *a: weights.append(a[5]) or forward(*a)
+    y = torch.randn(1, 30, 1)
+    y[0, 20] = float("nan")
+    net(y, net.initial_context(1, torch.float32))
+    w = weights[0][0]
+    # step t writes the pair (window ending at t − 4, values t − 3 … t): none before the window lies in the
+    # stream (t − 4 − 7 ≥ 0), 3/4 where step 20 is among its values, 1 elsewhere
+    expected = torch.ones(30)
+    expected[:11] = 0
+    expected[20:24] = 0.75
+    torch.testing.assert_close(w, expected)
