@@ -70,19 +70,21 @@ class Streams:
         ctx = net.initial_context(S * lanes, torch.float32)
         nan = torch.full((S, n_channels, net.horizon), float("nan"))
         return cls(list(keys), lanes, [MemoryGroup(np.arange(S), np.arange(S), None)], scaler,
-                   ctx.unflatten(0, (S, lanes)), nan, nan[..., None].expand(-1, -1, -1, net.quantiles.numel()).clone(), np.zeros(S, dtype=np.int64),
-                   np.full(S, np.datetime64("NaT"), dtype="datetime64[ns]"),
+                   ctx.unflatten(0, (S, lanes)), nan, nan[..., None].expand(-1, -1, -1, net.quantiles.numel()).clone(),
+                   np.zeros(S, dtype=np.int64), np.full(S, np.datetime64("NaT"), dtype="datetime64[ns]"),
                    np.full(S, np.timedelta64("NaT"), dtype="timedelta64[ns]"))
 
     def extend(self, keys: list, net: ForecastNet, scaler: Scaler) -> Streams:
         """These streams, then fresh ones for the new series `keys` (read in `scaler`'s rows, one per key),
         which start from the net's learnt initial memory; the existing groups are shared, not copied."""
-        new = Streams.fresh(keys, net, self.point.shape[1], scaler)
-        S = len(self.keys)
-        cat = lambda name: (torch.cat if isinstance(getattr(self, name), Tensor) else np.concatenate)(  # noqa: E731
-            [getattr(self, name), getattr(new, name)])
-        return Streams(self.keys + new.keys, self.lanes, [*self.groups, MemoryGroup(np.arange(S, S + len(keys)),
-                       np.arange(len(keys)), None)], self.scaler.concat(scaler),
+        new, S = Streams.fresh(keys, net, self.point.shape[1], scaler), len(self.keys)
+
+        def cat(name: str):
+            both = [getattr(self, name), getattr(new, name)]
+            return torch.cat(both) if isinstance(both[0], Tensor) else np.concatenate(both)
+
+        joined = MemoryGroup(np.arange(S, S + len(keys)), np.arange(len(keys)), None)
+        return Streams(self.keys + new.keys, self.lanes, [*self.groups, joined], self.scaler.concat(scaler),
                        **{name: cat(name) for name in ("context", "point", "quant", "seen", "last_time", "step")})
 
     def memory(self, key) -> MemoryState | None:
