@@ -52,8 +52,9 @@ def forecasts(f: TitansForecaster, ids: list[str]) -> np.ndarray:
 
 
 def last_rows(data: M4Series, n: int) -> pl.DataFrame:
-    """The last `n` training values of every series, long."""
-    return pl.DataFrame({"id": np.repeat(data.ids, n), "value": np.concatenate([v[-n:] for v in data.train])})
+    """The last `n` training values of every series (all of a shorter one), long."""
+    parts = [v[-n:] for v in data.train]
+    return pl.DataFrame({"id": np.repeat(data.ids, [len(p) for p in parts]), "value": np.concatenate(parts)})
 
 
 def fit_global(data: M4Series, params: dict, H: int) -> tuple[TitansForecaster, float]:
@@ -90,8 +91,7 @@ def sample_rows(data: M4Series, f: TitansForecaster, params: dict, picked: list[
         others = M4Series([data.ids[i] for i in rest], [data.train[i] for i in rest], None)
         g, secs = fit_global(others, params, H)
         g.update(last_rows(others, H))
-        g.update(pl.DataFrame({"id": np.repeat([data.ids[i] for i in picked], [len(v[-n:]) for v in part]),
-                               "value": np.concatenate([v[-n:] for v in part])}))
+        g.update(last_rows(M4Series([data.ids[i] for i in picked], part, None), n))
         short = [alone(v[-n:], params, H) for v in part]
         rows += [row("titans global, joined", forecasts(g, [data.ids[i] for i in picked]), fit_seconds=secs,
                      settings=f"unseen at fit; joined with the last {n} values"),

@@ -206,9 +206,9 @@ def gaps_test(fitted: Fitted, fractions: list[float], seed: int = 0) -> list[dic
         shown = np.where(gone, np.nan, stream)
         _, kept = windows(np.concatenate([np.ones((lookback, stream.shape[1]), bool), ~gone]), lookback, horizon)
         at = lambda pred: dict(zip(("mse", "mae"), scores(pred[kept], yt[kept])))  # noqa: E731
-        last = np.concatenate([s.test[:lookback], shown]).copy()  # the last value observed, held
-        for i in range(1, len(last)):
-            last[i] = np.where(np.isnan(last[i]), last[i - 1], last[i])
+        seen = np.concatenate([s.test[:lookback], shown])
+        at_row = np.maximum.accumulate(np.where(np.isnan(seen), 0, np.arange(len(seen))[:, None]), axis=0)
+        last = np.take_along_axis(seen, at_row, axis=0)  # the last value observed, held
         held = np.broadcast_to(windows(last, lookback, horizon)[0][:, -1:], yt.shape)
         protocol = f"online-{fraction:.0%}-gone"
         rows += [dict(model=f"titans-{f.variant}", protocol=protocol, horizon=horizon,

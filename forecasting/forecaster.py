@@ -255,8 +255,8 @@ class TitansForecaster(BaseEstimator):
                                  f"{f' and a period of {self.period_}' if self.period_ else ''}): "
                                  f"{need - len(panel.values[key])} more")
             if np.isnan(panel.values[key][:need]).any():
-                raise ValueError(f"{what}: the new series {key!r} misses values in its first {need} rows, which "
-                                 "set its scale; it must start with them observed")
+                raise ValueError(f"{what}: the new series {key!r} misses values in its first {need} rows; a new "
+                                 "series starts with a whole window (and cycle) observed, from which its scale is read")
         return panel
 
     def _stream_on(self, y, what: str, memorize: bool, surprise: bool = False, restart: bool = False,

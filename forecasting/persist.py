@@ -34,7 +34,8 @@ def save(path: str | os.PathLike, saved: Saved) -> None:
     """Write `saved` to `path` (atomically)."""
     tensors = {f"net.{k}": v for k, v in saved.net.items()}
     s, streams = saved.streams, []
-    tensors.update(mean=torch.tensor(s.scaler.mean), std=torch.tensor(s.scaler.std), offsets=torch.tensor(saved.offsets))
+    tensors.update(mean=torch.tensor(s.scaler.mean), std=torch.tensor(s.scaler.std),
+                   offsets=torch.tensor(saved.offsets))
     if s.scaler.cycle is not None:
         tensors["cycle"] = torch.tensor(s.scaler.cycle)
     for i, key in enumerate(s.keys):
@@ -67,8 +68,8 @@ def load(path: str | os.PathLike) -> Saved:
         _before_learnt_keys(net, memories, meta["params"]["d_model"])
     context = stack("context")
     streams = Streams.join(keys, context.shape[1], memories, scaler=_scaler(tensors, len(keys)), context=context,
-                           point=stack("point"), quant=stack("quant"), seen=np.array([s["seen"] for s in meta["streams"]], dtype=np.int64),
-                           last_time=ns("last_time", "datetime"), step=ns("step", "timedelta"))
+                           point=stack("point"), quant=stack("quant"),
+                           seen=np.array([s["seen"] for s in meta["streams"]], dtype=np.int64), last_time=ns("last_time", "datetime"), step=ns("step", "timedelta"))
     return Saved(meta["params"], panel, net, tensors["offsets"].numpy(), streams)
 
 

@@ -28,11 +28,12 @@ class Scaler:
 
     @classmethod
     def fit(cls, series: list[np.ndarray], period: int | None = None) -> Scaler:
-        """One scaler per series, each from that series' training rows (T_i, C), starting at phase 0."""
+        """One scaler per series, each from that series' training rows (T_i, C), starting at phase 0; values
+        missing (NaN) are left out."""
         if period is not None and min(len(v) for v in series) < period:
             raise ValueError(f"period {period} is longer than a training series ({min(len(v) for v in series)} rows)")
-        mean = np.stack([v.mean(0) for v in series])
-        std = np.stack([v.std(0) for v in series])
+        mean = np.stack([np.nanmean(v, 0) for v in series])
+        std = np.stack([np.nanstd(v, 0) for v in series])
         std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
         if period is None:
             return cls(mean, std)
@@ -40,7 +41,7 @@ class Scaler:
         for v, m, s in zip(series, mean, std):
             z = (v - m) / s
             phase = np.arange(len(v)) % period
-            profile = np.stack([z[phase == p].mean(0) for p in range(period)])
+            profile = np.stack([np.nanmean(z[phase == p], 0) for p in range(period)])
             cycles.append(profile - profile.mean(0))
         return cls(mean, std, np.stack(cycles))
 

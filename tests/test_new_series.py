@@ -83,3 +83,12 @@ def test_a_joined_series_is_saved(fitted, tmp_path):
     g = TitansForecaster.load(tmp_path / "f.titans")
     assert g.streams_.keys == ["a", "b", "c"]
     np.testing.assert_array_equal(g.predict()["v"].to_numpy(), f.predict()["v"].to_numpy())
+
+
+def test_a_new_series_may_miss_values_after_its_first_window(fitted):
+    f = copy(fitted)
+    c = daily(60, 5, level=30.0)
+    c[40] = np.nan
+    f.update(long({"c": c}))
+    assert f.streams_.scaler.mean[2, 0] == pytest.approx(np.nanmean(c))  # its scale, from the values it has
+    assert np.isfinite(rows_of(f.predict(), "c")).all()
